@@ -1,0 +1,33 @@
+"""MLflow models that return predictions with SHAP attributions, in Python, in batch and over REST."""
+
+from explainable_model._version import __version__
+from explainable_model.exceptions import (
+    AdditivityError,
+    ExplainableModelError,
+    InvalidInputError,
+    InvalidParameterError,
+    ModelIntegrityError,
+    UnsupportedEstimatorError,
+)
+from explainable_model.explainers import Attributions
+from explainable_model.flavor import LoadedModel, default_requirements, load_model, log_model, save_model
+from explainable_model.output import ParsedColumn, column_name, parse_column
+
+__all__ = [
+    "AdditivityError",
+    "Attributions",
+    "ExplainableModelError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "LoadedModel",
+    "ModelIntegrityError",
+    "ParsedColumn",
+    "UnsupportedEstimatorError",
+    "__version__",
+    "column_name",
+    "default_requirements",
+    "load_model",
+    "log_model",
+    "parse_column",
+    "save_model",
+]

@@ -1,0 +1,257 @@
+"""Raw input features: their kinds, how they are stored, and how request rows are checked.
+
+A feature is *categorical* when pandas does not consider its dtype numeric: ``str`` (the
+default text dtype of pandas 3), ``object``, ``string`` and ``category`` alike. Checking
+``dtype == object`` instead misses pandas 3 text columns entirely.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from explainable_model.exceptions import InvalidInputError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+BOOLEAN = "boolean"
+
+# Number of names listed in an error before the rest are counted.
+_MAX_LISTED = 5
+
+
+@dataclass
+class FeatureSpec:
+    """One raw input feature as the estimator was trained on it.
+
+    Attributes
+    ----------
+    name : str
+        Column name in the input frame.
+    kind : {"numeric", "categorical", "boolean"}
+        How the feature is treated by explainers and the signature.
+    dtype : str
+        The training dtype: ``"int64"``, ``"float64"``, ``"bool"``, ``"str"``, ``"object"`` or
+        ``"category"``.
+    accepts_missing : bool
+        Whether the estimator scores a row whose value is missing, as probed at save time.
+    categories : list or None
+        The categories of a ``category`` column, in order.
+    """
+
+    name: str
+    kind: str
+    dtype: str
+    accepts_missing: bool = False
+    categories: list[Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
+        return cls(**data)
+
+
+def feature_kind(series: pd.Series) -> str:
+    """Return the kind of a column from its dtype."""
+    if ptypes.is_bool_dtype(series.dtype):
+        return BOOLEAN
+    if ptypes.is_numeric_dtype(series.dtype):
+        return NUMERIC
+    return CATEGORICAL
+
+
+def _storage_dtype(series: pd.Series) -> str:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "category"
+    if ptypes.is_bool_dtype(dtype):
+        return "bool"
+    if ptypes.is_integer_dtype(dtype):
+        return "int64"
+    if ptypes.is_numeric_dtype(dtype):
+        return "float64"
+    if dtype == object:
+        return "object"
+    return "str"
+
+
+def describe_features(frame: pd.DataFrame) -> list[FeatureSpec]:
+    """Build a :class:`FeatureSpec` for each column of a training frame."""
+    specs = []
+    for name in frame.columns:
+        series = frame[name]
+        categories = None
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            categories = [_plain(value) for value in series.cat.categories]
+        specs.append(
+            FeatureSpec(
+                name=str(name),
+                kind=feature_kind(series),
+                dtype=_storage_dtype(series),
+                categories=categories,
+            )
+        )
+    return specs
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:_MAX_LISTED])
+    if len(names) > _MAX_LISTED:
+        shown += f" and {len(names) - _MAX_LISTED} more"
+    return shown
+
+
+def check_columns(frame: pd.DataFrame, features: list[FeatureSpec]) -> None:
+    """Raise :class:`InvalidInputError` naming missing and unexpected columns."""
+    expected = [spec.name for spec in features]
+    received = [str(name) for name in frame.columns]
+    missing = [name for name in expected if name not in set(received)]
+    unexpected = [name for name in received if name not in set(expected)]
+    duplicated = sorted({name for name in received if received.count(name) > 1})
+
+    problems = []
+    if missing:
+        problems.append(f"missing columns: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected columns: {_listed(unexpected)}")
+    if duplicated:
+        problems.append(f"duplicated columns: {_listed(duplicated)}")
+    if problems:
+        raise InvalidInputError(
+            "Input columns do not match the model's features ("
+            + "; ".join(problems)
+            + f"). Send exactly these {len(expected)} columns: {_listed(expected)}."
+        )
+
+
+def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
+    if ptypes.is_bool_dtype(series.dtype):
+        series = series.astype("float64")
+    if not ptypes.is_numeric_dtype(series.dtype):
+        converted = pd.to_numeric(series, errors="coerce")
+        bad = series[converted.isna() & series.notna()]
+        if len(bad):
+            raise InvalidInputError(
+                f"Column {spec.name!r} expects numbers ({spec.dtype}), but row {bad.index[0]} holds "
+                f"a {type(bad.iloc[0]).__name__} that is not a number."
+            )
+        series = converted
+    values = series.astype("float64")
+    if np.isinf(values.to_numpy()).any():
+        row = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
+        raise InvalidInputError(
+            f"Column {spec.name!r} holds an infinite value at row {row}; send a finite number"
+            + (" or null." if spec.accepts_missing else ".")
+        )
+    if spec.dtype == "int64" and not values.isna().any():
+        if not np.all(np.mod(values.to_numpy(), 1) == 0):
+            row = int(np.flatnonzero(np.mod(values.to_numpy(), 1) != 0)[0])
+            raise InvalidInputError(
+                f"Column {spec.name!r} expects whole numbers (int64), but row {row} has a fraction."
+            )
+        return values.astype("int64")
+    return values
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, str) or (isinstance(value, float) and math.isnan(value)):
+        return value
+    return str(value)
+
+
+def _coerce_categorical(series: pd.Series, spec: FeatureSpec) -> pd.Series:
+    missing = series.isna()
+    if spec.dtype == "category":
+        return pd.Series(
+            pd.Categorical(series.where(~missing, None), categories=spec.categories),
+            index=series.index,
+            name=series.name,
+        )
+    # Missing text is NaN, never None: scikit-learn's imputers look for NaN in object columns.
+    text = series.astype("object").where(~missing, np.nan)
+    text = text.map(_as_text)
+    return text.astype(spec.dtype)
+
+
+def _coerce_boolean(series: pd.Series, spec: FeatureSpec) -> pd.Series:
+    if ptypes.is_bool_dtype(series.dtype) and not series.isna().any():
+        return series.astype("bool")
+    if ptypes.is_numeric_dtype(series.dtype) and series.dropna().isin([0, 1]).all():
+        return series.astype("float64") if series.isna().any() else series.astype("bool")
+    raise InvalidInputError(f"Column {spec.name!r} expects true or false values.")
+
+
+def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
+    """Return ``frame`` with the training columns in training order and dtypes.
+
+    Columns are matched by name, never by position. Values are converted only where no
+    information is lost: whole numbers for integer columns, text for categorical ones.
+
+    Raises
+    ------
+    InvalidInputError
+        If a column is missing, unexpected or duplicated, a value cannot be converted, or a
+        value is missing in a column whose estimator does not accept missing values.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInputError(
+            f"Input must be a pandas DataFrame with named columns, got {type(frame).__name__}."
+        )
+    check_columns(frame, features)
+    if len(frame) == 0:
+        raise InvalidInputError("Input has no rows; send at least one row.")
+
+    columns = {}
+    for spec in features:
+        series = frame[spec.name].reset_index(drop=True)
+        if series.isna().any() and not spec.accepts_missing:
+            row = int(np.flatnonzero(series.isna().to_numpy())[0])
+            raise InvalidInputError(
+                f"Column {spec.name!r} has a missing value at row {row}, and the estimator does "
+                "not accept missing values in this column. Fill it before scoring."
+            )
+        if spec.kind == NUMERIC:
+            columns[spec.name] = _coerce_numeric(series, spec)
+        elif spec.kind == BOOLEAN:
+            columns[spec.name] = _coerce_boolean(series, spec)
+        else:
+            columns[spec.name] = _coerce_categorical(series, spec)
+    return pd.DataFrame(columns)
+
+
+def json_value(value: Any) -> Any:
+    """Return ``value`` as a JSON-ready Python object, with missing values as None."""
+    value = _plain(value)
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def restore_dtypes(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
+    """Cast columns built from object arrays back to the training dtypes."""
+    columns = {}
+    for spec in features:
+        values = frame[spec.name]
+        if spec.dtype == "category":
+            columns[spec.name] = pd.Categorical(values, categories=spec.categories)
+        elif spec.kind == CATEGORICAL:
+            columns[spec.name] = values.where(values.notna(), np.nan).astype(spec.dtype)
+        else:
+            numbers = pd.to_numeric(values)
+            if spec.dtype == "int64" and not numbers.isna().any():
+                numbers = numbers.astype("int64")
+            columns[spec.name] = numbers
+    return pd.DataFrame(columns, index=frame.index)

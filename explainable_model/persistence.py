@@ -1,0 +1,210 @@
+"""Files of a saved model: the estimator, the explainers' state and the SHA-256 manifest.
+
+Layout inside the MLflow model directory::
+
+    artifacts/estimator/          the estimator as an mlflow.sklearn model (loadable alone)
+    artifacts/explainer_state/    features.json, explainers.json, background.parquet
+
+No explainer object is pickled: explainers are rebuilt from these files when the model loads,
+so a model keeps loading across ``shap`` releases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+from mlflow.exceptions import MlflowException
+
+from explainable_model.exceptions import ModelIntegrityError, UnsupportedEstimatorError
+from explainable_model.features import FeatureSpec, restore_dtypes
+
+logger = logging.getLogger(__name__)
+
+ESTIMATOR_ARTIFACT = "estimator"
+STATE_ARTIFACT = "explainer_state"
+SKOPS = "skops"
+CLOUDPICKLE = "cloudpickle"
+SERIALIZATION_FORMATS = ("auto", SKOPS, CLOUDPICKLE)
+
+_FEATURES_FILE = "features.json"
+_EXPLAINERS_FILE = "explainers.json"
+_BACKGROUND_FILE = "background.parquet"
+# Files that MLflow writes or rewrites after the model is saved; they are not in the manifest.
+_UNLISTED = {"MLmodel", "registered_model_meta", "environment_variables.txt"}
+
+
+# Types from these packages are library code, not the model author's, so skops may load them.
+_TRUSTED_PACKAGES = ("builtins", "numpy", "scipy", "sklearn")
+
+
+def _skops_trusted_types(estimator: Any, extra: list[str] | None) -> list[str]:
+    """Return the types skops must trust to load ``estimator``: library types and ``extra``.
+
+    skops 0.16 reports even scikit-learn's own ``Tree`` and ``numpy.dtype`` as untrusted;
+    types from any other package stay untrusted unless the caller lists them.
+    """
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
+    trusted = [name for name in untrusted if name.split(".")[0] in _TRUSTED_PACKAGES]
+    return sorted(set(trusted) | set(extra or []))
+
+
+def _write_estimator(estimator: Any, path: Path, serialization_format: str, requirements: list[str], trusted: list[str] | None) -> None:
+    mlflow.sklearn.save_model(
+        estimator,
+        str(path),
+        serialization_format=serialization_format,
+        pip_requirements=requirements,
+        skops_trusted_types=trusted,
+    )
+
+
+def save_estimator(
+    estimator: Any,
+    path: Path,
+    serialization_format: str,
+    requirements: list[str],
+    check_rows: pd.DataFrame,
+    skops_trusted_types: list[str] | None = None,
+) -> str:
+    """Save ``estimator`` as an mlflow.sklearn model at ``path`` and return the format used.
+
+    ``"auto"`` tries skops, which loads without unpickling, and falls back to cloudpickle
+    when skops cannot represent the estimator (a lambda in a FunctionTransformer, say). The
+    saved estimator is loaded back and must predict ``check_rows`` exactly as the original,
+    so a model that cannot be loaded fails here, not when it is served.
+
+    Raises
+    ------
+    UnsupportedEstimatorError
+        If no format can save the estimator, or the loaded copy predicts differently.
+    """
+    formats = [SKOPS, CLOUDPICKLE] if serialization_format == "auto" else [serialization_format]
+    last_error: Exception | None = None
+    for fmt in formats:
+        try:
+            trusted = _skops_trusted_types(estimator, skops_trusted_types) if fmt == SKOPS else None
+            _write_estimator(estimator, path, fmt, requirements, trusted)
+        except (MlflowException, TypeError, ValueError, AttributeError, NotImplementedError, pickle.PicklingError) as err:
+            last_error = err
+            shutil.rmtree(path, ignore_errors=True)
+            if fmt == SKOPS and len(formats) > 1:
+                logger.warning(
+                    "skops cannot save %s (%s); saving it with cloudpickle, which needs "
+                    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true to load.",
+                    type(estimator).__name__,
+                    str(err).splitlines()[0],
+                )
+            continue
+        _check_round_trip(estimator, path, fmt, check_rows)
+        return fmt
+    raise UnsupportedEstimatorError(
+        f"Could not save {type(estimator).__name__} with serialization_format={serialization_format!r}: "
+        f"{last_error}. Try serialization_format='cloudpickle', or pass skops_trusted_types for skops."
+    ) from last_error
+
+
+def _check_round_trip(estimator: Any, path: Path, fmt: str, rows: pd.DataFrame) -> None:
+    loaded = mlflow.sklearn.load_model(str(path))
+    expected = np.asarray(estimator.predict(rows))
+    received = np.asarray(loaded.predict(rows))
+    if not np.array_equal(expected, received):
+        raise UnsupportedEstimatorError(
+            f"The estimator saved with {fmt} predicts differently after loading; it cannot be saved "
+            "faithfully. Try another serialization_format."
+        )
+
+
+def load_estimator(path: Path, serialization_format: str) -> Any:
+    """Load the estimator saved by :func:`save_estimator`.
+
+    Raises
+    ------
+    ModelIntegrityError
+        If the estimator was pickled and ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is false.
+    """
+    if serialization_format != SKOPS and not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
+        raise ModelIntegrityError(
+            f"This model's estimator is stored with {serialization_format}, and loading it runs "
+            "pickle, which MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false forbids. Set it to true only "
+            "for models from a trusted source, or save the model again with a skops-compatible "
+            "estimator."
+        )
+    return mlflow.sklearn.load_model(str(path))
+
+
+def write_state(path: Path, features: list[FeatureSpec], explainers: dict[str, Any], background: pd.DataFrame) -> None:
+    """Write the explainers' state: feature specs, settings and background sample."""
+    path.mkdir(parents=True)
+    (path / _FEATURES_FILE).write_text(json.dumps([spec.to_dict() for spec in features], indent=2))
+    (path / _EXPLAINERS_FILE).write_text(json.dumps(explainers, indent=2, sort_keys=True))
+    background.to_parquet(path / _BACKGROUND_FILE, index=False)
+
+
+def read_state(path: Path) -> tuple[list[FeatureSpec], dict[str, Any], pd.DataFrame]:
+    """Read what :func:`write_state` wrote, with the background in the training dtypes."""
+    features = [FeatureSpec.from_dict(item) for item in json.loads((path / _FEATURES_FILE).read_text())]
+    explainers = json.loads((path / _EXPLAINERS_FILE).read_text())
+    background = restore_dtypes(pd.read_parquet(path / _BACKGROUND_FILE), features)
+    return features, explainers, background
+
+
+def _listed_files(root: Path) -> list[Path]:
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+        for name in sorted(names):
+            relative = Path(directory, name).relative_to(root)
+            if relative.as_posix() not in _UNLISTED and not name.endswith(".pyc"):
+                files.append(relative)
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_manifest(root: Path) -> dict[str, str]:
+    """Return the SHA-256 of every file of the model, keyed by its relative POSIX path."""
+    return {relative.as_posix(): _sha256(root / relative) for relative in _listed_files(root)}
+
+
+def verify_manifest(root: Path, manifest: dict[str, str]) -> None:
+    """Check every file named in ``manifest`` against its SHA-256.
+
+    The manifest detects corruption and accidental change. It does not stop someone who can
+    rewrite the model's files, since they can rewrite the manifest too.
+
+    Raises
+    ------
+    ModelIntegrityError
+        Naming the first file that is missing or whose content changed.
+    """
+    for relative, expected in sorted(manifest.items()):
+        path = root / relative
+        if not path.is_file():
+            raise ModelIntegrityError(
+                f"Model file {relative!r} is missing from {root}; the model is incomplete. "
+                "Download or log the model again."
+            )
+        if _sha256(path) != expected:
+            raise ModelIntegrityError(
+                f"Model file {relative!r} in {root} does not match its SHA-256 in the manifest; "
+                "it was changed after the model was saved. Download or log the model again."
+            )
