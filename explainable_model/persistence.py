@@ -12,6 +12,7 @@ so a model keeps loading across ``shap`` releases.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from explainable_model.exceptions import ModelIntegrityError, UnsupportedEstimatorError
 from explainable_model.features import FeatureSpec, restore_dtypes
@@ -44,21 +46,54 @@ _BACKGROUND_FILE = "background.parquet"
 _UNLISTED = {"MLmodel", "registered_model_meta", "environment_variables.txt"}
 
 
-# Types from these packages are library code, not the model author's, so skops may load them.
-_TRUSTED_PACKAGES = ("builtins", "numpy", "scipy", "sklearn")
+# Classes from these packages are library code, not the model author's, so skops may build
+# them. Functions are never trusted this way: skops can call what it loads.
+_LIBRARY_PACKAGES = ("numpy", "scipy", "sklearn")
+
+
+def _is_library_class(name: str) -> bool:
+    module_name, _, attribute = name.rpartition(".")
+    if module_name.split(".")[0] not in _LIBRARY_PACKAGES:
+        return False
+    try:
+        value = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(value, type)
 
 
 def _skops_trusted_types(estimator: Any, extra: list[str] | None) -> list[str]:
-    """Return the types skops must trust to load ``estimator``: library types and ``extra``.
+    """Return the types skops must trust to load ``estimator``: library classes and ``extra``.
 
-    skops 0.16 reports even scikit-learn's own ``Tree`` and ``numpy.dtype`` as untrusted;
-    types from any other package stay untrusted unless the caller lists them.
+    skops 0.16 reports even scikit-learn's own ``Tree`` and ``numpy.dtype`` as untrusted.
+    Any other type stays untrusted unless the caller lists it, and then the estimator cannot
+    load with pickle deserialization disabled, since the list is read from the model itself.
     """
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
-    trusted = [name for name in untrusted if name.split(".")[0] in _TRUSTED_PACKAGES]
+    trusted = [name for name in untrusted if _is_library_class(name)]
     return sorted(set(trusted) | set(extra or []))
+
+
+def _load_skops_without_pickle(path: Path) -> Any:
+    """Load a skops estimator when MLFLOW_ALLOW_PICKLE_DESERIALIZATION is false.
+
+    MLflow 3.17 refuses skops as well in that case, because a crafted model could list any
+    type as trusted. Here the model's list is accepted only if every entry is a library class.
+    """
+    import skops.io
+
+    conf = Model.load(str(path / "MLmodel")).flavors["sklearn"]
+    trusted = conf.get("skops_trusted_types") or []
+    rejected = [name for name in trusted if not _is_library_class(name)]
+    if rejected:
+        raise ModelIntegrityError(
+            f"The estimator's skops file trusts types outside scikit-learn, NumPy and SciPy {rejected[:5]}; "
+            "with MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false they are not loaded. Set it to true only "
+            "for models from a trusted source."
+        )
+    return skops.io.load(path / conf["pickled_model"], trusted=trusted)
 
 
 def _write_estimator(estimator: Any, path: Path, serialization_format: str, requirements: list[str], trusted: list[str] | None) -> None:
@@ -117,7 +152,10 @@ def save_estimator(
 
 
 def _check_round_trip(estimator: Any, path: Path, fmt: str, rows: pd.DataFrame) -> None:
-    loaded = mlflow.sklearn.load_model(str(path))
+    if fmt != SKOPS and not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
+        logger.warning("Pickle deserialization is disabled, so the %s estimator was not loaded back to check it.", fmt)
+        return
+    loaded = load_estimator(path, fmt)
     expected = np.asarray(estimator.predict(rows))
     received = np.asarray(loaded.predict(rows))
     if not np.array_equal(expected, received):
@@ -135,7 +173,10 @@ def load_estimator(path: Path, serialization_format: str) -> Any:
     ModelIntegrityError
         If the estimator was pickled and ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is false.
     """
-    if serialization_format != SKOPS and not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
+    pickle_allowed = MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get()
+    if serialization_format == SKOPS and not pickle_allowed:
+        return _load_skops_without_pickle(path)
+    if not pickle_allowed:
         raise ModelIntegrityError(
             f"This model's estimator is stored with {serialization_format}, and loading it runs "
             "pickle, which MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false forbids. Set it to true only "
