@@ -49,10 +49,16 @@ def build_pipeline(features: pd.DataFrame) -> Pipeline:
     # pandas 3 reads text as the "str" dtype, so text columns are found by "not numeric".
     categorical = [name for name in features.columns if not ptypes.is_numeric_dtype(features[name])]
     numeric = [name for name in features.columns if name not in categorical]
-    preprocessing = ColumnTransformer([
-        ("num", SimpleImputer(strategy="median"), numeric),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), categorical),
-    ])
+    preprocessing = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median"), numeric),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                categorical,
+            ),
+        ]
+    )
     return Pipeline([("pre", preprocessing), ("model", GradientBoostingClassifier(random_state=0))])
 
 
@@ -63,8 +69,21 @@ def free_port() -> int:
 
 
 def start_server(model_uri: str, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
@@ -100,14 +119,15 @@ def print_reasons(applicants: pd.DataFrame, scored: pd.DataFrame) -> None:
             feature = row[f"reason_feature_{rank}"]
             value = row[f"reason_value_{rank}"]
             value = "missing" if pd.isna(value) else value
-            print(f"  {rank}. {feature} = {value}  "
-                  f"(+{row[f'reason_attribution_{rank}']:.3f} log-odds toward 'bad')")
+            print(f"  {rank}. {feature} = {value}  (+{row[f'reason_attribution_{rank}']:.3f} log-odds toward 'bad')")
 
 
 def main() -> None:
     data = pd.read_csv(DATA)
     features, target = data.drop(columns="Status"), data["Status"]
-    X_train, X_test, y_train, y_test = train_test_split(features, target, test_size=0.2, random_state=0, stratify=target)
+    X_train, X_test, y_train, y_test = train_test_split(
+        features, target, test_size=0.2, random_state=0, stratify=target
+    )
 
     pipeline = build_pipeline(X_train).fit(X_train, y_train)
     auc = roc_auc_score(y_test == "bad", pipeline.predict_proba(X_test)[:, list(pipeline.classes_).index("bad")])
@@ -119,9 +139,11 @@ def main() -> None:
         info = em.log_model(pipeline, name="credit_model", background_data=X_train, registered_model_name=MODEL_NAME)
     model_uri = f"models:/{MODEL_NAME}/{info.registered_model_version}"
     config = em.load_model(model_uri).config
-    print(f"Logged and registered {model_uri} (tracking store {mlflow.get_tracking_uri()}); "
-          f"SHAP method {config['explainers']['shap']['method']}, units {config['attribution_units']}, "
-          f"largest additivity error {config['additivity']['max_error']:.2g}")
+    print(
+        f"Logged and registered {model_uri} (tracking store {mlflow.get_tracking_uri()}); "
+        f"SHAP method {config['explainers']['shap']['method']}, units {config['attribution_units']}, "
+        f"largest additivity error {config['additivity']['max_error']:.2g}"
+    )
 
     applicants = X_test.iloc[:N_APPLICANTS].reset_index(drop=True)
     params = {"explained_class": "bad", "top_k": 3}

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from explainable_model import output as columns
-from explainable_model.estimators import BINARY, MULTICLASS, PROBABILITY, REGRESSION, model_output
+from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION, model_output
 from explainable_model.exceptions import InvalidInputError
 from explainable_model.explainers import Attributions, ShapExplainer
 from explainable_model.features import FeatureSpec, coerce_frame, json_value
@@ -70,7 +70,7 @@ class ExplanationEngine:
         self.explainer = explainer
         self.settings = settings
         self._class_index = {label: i for i, label in enumerate(classes or [])}
-        self._class_text = [str(label) for label in classes] if classes is not None else None
+        self._class_text: list[str] = [str(label) for label in classes or []]
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Return ``frame`` checked and cast to the training columns and dtypes."""
@@ -78,7 +78,8 @@ class ExplanationEngine:
 
     def options(self, params: dict[str, Any] | None, strict: bool = True) -> RequestOptions:
         """Check request parameters; see :func:`explainable_model.params.parse_params`."""
-        return parse_params(params, self.settings, len(self.features), self._class_text, strict=strict)
+        class_labels = self._class_text if self.classes is not None else None
+        return parse_params(params, self.settings, len(self.features), class_labels, strict=strict)
 
     def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None, strict: bool = True) -> pd.DataFrame:
         """Return predictions and attributions for ``frame``, one output row per input row."""
@@ -133,7 +134,9 @@ class ExplanationEngine:
         if self.task == REGRESSION:
             return [_ClassView(None, None, attributions.values[:, :, 0], attributions.base_values[:, 0])]
         if requested == ALL_CLASSES:
-            return [self._view_of(attributions, np.full(n_rows, k), label) for k, label in enumerate(self.classes)]
+            return [
+                self._view_of(attributions, np.full(n_rows, k), label) for k, label in enumerate(self.classes or [])
+            ]
         if requested == PREDICTED_CLASS or (requested == AUTO_CLASS and self.task == MULTICLASS):
             indices = np.array([self._class_index[_plain(label)] for label in predictions])
         elif requested == AUTO_CLASS:

@@ -43,8 +43,7 @@ def check_fitted(estimator: Any) -> None:
     """Raise :class:`UnsupportedEstimatorError` unless ``estimator`` is a fitted predictor."""
     if not hasattr(estimator, "predict"):
         raise UnsupportedEstimatorError(
-            f"{type(estimator).__name__} has no predict method; pass a fitted scikit-learn "
-            "estimator or Pipeline."
+            f"{type(estimator).__name__} has no predict method; pass a fitted scikit-learn estimator or Pipeline."
         )
     try:
         check_is_fitted(estimator)

@@ -77,7 +77,7 @@ def _storage_dtype(series: pd.Series) -> str:
         return "int64"
     if ptypes.is_numeric_dtype(dtype):
         return "float64"
-    if dtype == object:
+    if ptypes.is_object_dtype(dtype):
         return "object"
     return "str"
 
@@ -173,11 +173,16 @@ def _as_text(value: Any) -> Any:
 def _coerce_categorical(series: pd.Series, spec: FeatureSpec) -> pd.Series:
     missing = series.isna()
     if spec.dtype == "category":
-        return pd.Series(
-            pd.Categorical(series.where(~missing, None), categories=spec.categories),
-            index=series.index,
-            name=series.name,
-        )
+        values = pd.Categorical(series.where(~missing, None), categories=spec.categories)
+        # pandas turns a value outside the categories into NaN without a word.
+        unknown = np.flatnonzero(pd.isna(values) & ~missing.to_numpy())
+        if len(unknown):
+            known = [str(category) for category in spec.categories or []]
+            raise InvalidInputError(
+                f"Column {spec.name!r} at row {int(unknown[0])} holds a value that is not one of its "
+                f"{len(known)} training categories ({_listed(known)})."
+            )
+        return pd.Series(values, index=series.index, name=series.name)
     # Missing text is NaN, never None: scikit-learn's imputers look for NaN in object columns.
     text = series.astype("object").where(~missing, np.nan)
     text = text.map(_as_text)
@@ -205,9 +210,7 @@ def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFra
         value is missing in a column whose estimator does not accept missing values.
     """
     if not isinstance(frame, pd.DataFrame):
-        raise InvalidInputError(
-            f"Input must be a pandas DataFrame with named columns, got {type(frame).__name__}."
-        )
+        raise InvalidInputError(f"Input must be a pandas DataFrame with named columns, got {type(frame).__name__}.")
     check_columns(frame, features)
     if len(frame) == 0:
         raise InvalidInputError("Input has no rows; send at least one row.")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.pyfunc import PyFuncModel
 import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
@@ -22,7 +23,13 @@ from explainable_model._version import __version__
 from explainable_model.engine import ExplanationEngine
 from explainable_model.estimators import check_fitted, detect_task, final_estimator, model_output
 from explainable_model.exceptions import AdditivityError, ExplainableModelError, InvalidParameterError
-from explainable_model.explainers import SHAP_METHODS, Attributions, build_shap_explainer, choose_shap_method, shap_units
+from explainable_model.explainers import (
+    SHAP_METHODS,
+    Attributions,
+    build_shap_explainer,
+    choose_shap_method,
+    shap_units,
+)
 from explainable_model.explainers.factory import transformed_groups
 from explainable_model.features import FeatureSpec, coerce_frame, describe_features
 from explainable_model.model import FLAVOR_NAME
@@ -139,7 +146,7 @@ def _ordered_features(estimator: Any, background_data: pd.DataFrame) -> pd.DataF
 
 def _accepts_missing(estimator: Any, rows: pd.DataFrame, name: str) -> bool:
     probe = rows.copy()
-    probe[name] = np.nan if probe[name].dtype != object else None
+    probe[name] = np.nan
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -170,7 +177,13 @@ def _prepare(
     input_example: pd.DataFrame | None,
 ) -> _Prepared:
     _check_arguments(
-        background_data, explainers, shap_method, background_size, shap_orderings, max_shap_orderings, serialization_format
+        background_data,
+        explainers,
+        shap_method,
+        background_size,
+        shap_orderings,
+        max_shap_orderings,
+        serialization_format,
     )
     check_fitted(estimator)
     explainer_names = explainers if isinstance(explainers, str) else ",".join(explainers)
@@ -207,7 +220,9 @@ def _prepare(
     built = build_signature(features, settings, example_output)
     if signature is not None:
         built = _merge_signature(signature, built)
-    return _Prepared(estimator, engine, features, background, check_rows, method, error, len(check_rows), built, example)
+    return _Prepared(
+        estimator, engine, features, background, check_rows, method, error, len(check_rows), built, example
+    )
 
 
 def _check_additivity(engine: ExplanationEngine, rows: pd.DataFrame, method: str) -> float:
@@ -273,7 +288,12 @@ def _write_model(
         estimator_dir = Path(staging, ESTIMATOR_ARTIFACT)
         state_dir = Path(staging, STATE_ARTIFACT)
         used_format = save_estimator(
-            prepared.estimator, estimator_dir, serialization_format, requirements, prepared.check_rows, skops_trusted_types
+            prepared.estimator,
+            estimator_dir,
+            serialization_format,
+            requirements,
+            prepared.check_rows,
+            skops_trusted_types,
         )
         engine = prepared.engine
         write_state(
@@ -381,14 +401,30 @@ def save_model(
         If an exact explainer's attributions do not add up to the model output.
     """
     prepared = _prepared or _prepare(
-        estimator, background_data, explainers, shap_method, background_size, shap_orderings,
-        max_shap_orderings, top_k, seed, serialization_format, signature, input_example,
+        estimator,
+        background_data,
+        explainers,
+        shap_method,
+        background_size,
+        shap_orderings,
+        max_shap_orderings,
+        top_k,
+        seed,
+        serialization_format,
+        signature,
+        input_example,
     )
     path = Path(path)
     _validate_and_prepare_target_save_path(str(path))
     _write_model(
-        prepared, path, mlflow_model, serialization_format, skops_trusted_types,
-        pip_requirements, extra_pip_requirements, metadata,
+        prepared,
+        path,
+        mlflow_model,
+        serialization_format,
+        skops_trusted_types,
+        pip_requirements,
+        extra_pip_requirements,
+        metadata,
     )
 
 
@@ -442,8 +478,18 @@ def log_model(
     >>> scored = mlflow.pyfunc.load_model(info.model_uri).predict(X_new)  # doctest: +SKIP
     """
     prepared = _prepare(
-        estimator, background_data, explainers, shap_method, background_size, shap_orderings,
-        max_shap_orderings, top_k, seed, serialization_format, signature, input_example,
+        estimator,
+        background_data,
+        explainers,
+        shap_method,
+        background_size,
+        shap_orderings,
+        max_shap_orderings,
+        top_k,
+        seed,
+        serialization_format,
+        signature,
+        input_example,
     )
     return Model.log(
         artifact_path=None,
@@ -476,7 +522,7 @@ class LoadedModel:
         The estimator, features and explainers behind ``predict``.
     """
 
-    def __init__(self, pyfunc_model: mlflow.pyfunc.PyFuncModel) -> None:
+    def __init__(self, pyfunc_model: PyFuncModel) -> None:
         self.pyfunc_model = pyfunc_model
         self.engine: ExplanationEngine = pyfunc_model.unwrap_python_model().engine
 
@@ -532,5 +578,3 @@ def load_model(model_uri: str, dst_path: str | None = None) -> LoadedModel:
             f"The model at {model_uri!r} has no {FLAVOR_NAME!r} flavor; load it with mlflow.pyfunc.load_model."
         )
     return LoadedModel(pyfunc_model)
-
-

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc import PythonModel, PythonModelContext
 import pandas as pd
 from mlflow.models import Model
 
@@ -44,17 +44,21 @@ def load_engine(model_root: Path, estimator_path: Path, state_path: Path) -> Exp
         background,
         n_orderings=settings.shap_orderings,
     )
-    logger.info("Loaded %s with %s SHAP in %s units.", config["estimator"]["class"], shap_state["method"], shap_state["units"])
-    return ExplanationEngine(estimator, features, config["task"], config["classes"], shap_state["units"], explainer, settings)
+    logger.info(
+        "Loaded %s with %s SHAP in %s units.", config["estimator"]["class"], shap_state["method"], shap_state["units"]
+    )
+    return ExplanationEngine(
+        estimator, features, config["task"], config["classes"], shap_state["units"], explainer, settings
+    )
 
 
-class ExplainableModel(mlflow.pyfunc.PythonModel):
+class ExplainableModel(PythonModel):
     """Returns predictions with per-row attributions, as one DataFrame."""
 
     def __init__(self) -> None:
         self.engine: ExplanationEngine | None = None
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         state_path = Path(context.artifacts[STATE_ARTIFACT])
         # Artifacts are copied to <model root>/artifacts/<name>.
         model_root = state_path.parents[1]
@@ -63,4 +67,6 @@ class ExplainableModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         # MLflow has already dropped parameters that the signature does not declare, so only
         # the declared ones are checked here.
+        if self.engine is None:
+            raise RuntimeError("predict() called before load_context(); load the model with mlflow.pyfunc.load_model.")
         return self.engine.predict(model_input, params, strict=False)

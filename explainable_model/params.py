@@ -63,13 +63,15 @@ _TYPES = {"explainers": str, "top_k": int, "explained_class": str, "seed": int, 
 
 def param_schema(settings: ExplanationSettings) -> ParamSchema:
     """Return the signature's params schema, with the settings' defaults."""
-    return ParamSchema([
-        ParamSpec("explainers", "string", settings.explainers),
-        ParamSpec("top_k", "long", settings.top_k),
-        ParamSpec("explained_class", "string", settings.explained_class),
-        ParamSpec("seed", "long", settings.seed),
-        ParamSpec("shap_orderings", "long", settings.shap_orderings),
-    ])
+    return ParamSchema(
+        [
+            ParamSpec("explainers", "string", settings.explainers),
+            ParamSpec("top_k", "long", settings.top_k),
+            ParamSpec("explained_class", "string", settings.explained_class),
+            ParamSpec("seed", "long", settings.seed),
+            ParamSpec("shap_orderings", "long", settings.shap_orderings),
+        ]
+    )
 
 
 def parse_explainers(value: str) -> tuple[str, ...]:
@@ -92,9 +94,7 @@ def _typed(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise InvalidParameterError(
-                f"Parameter {name!r} must be an integer, got {type(value).__name__} {value!r}."
-            )
+            raise InvalidParameterError(f"Parameter {name!r} must be an integer, got {type(value).__name__} {value!r}.")
         return int(value)
     if not isinstance(value, str):
         raise InvalidParameterError(f"Parameter {name!r} must be a string, got {type(value).__name__} {value!r}.")
@@ -149,7 +149,8 @@ def parse_params(
     allowed_classes = [AUTO_CLASS, PREDICTED_CLASS, ALL_CLASSES, *(class_labels or [])]
     if class_labels is None and explained_class != AUTO_CLASS:
         raise InvalidParameterError(
-            f"Parameter 'explained_class' applies to classifiers only; this model is a regressor, got {explained_class!r}."
+            "Parameter 'explained_class' applies to classifiers only, and this model is a regressor; "
+            f"got {explained_class!r}."
         )
     if explained_class not in allowed_classes:
         raise InvalidParameterError(

@@ -19,8 +19,11 @@ def input_type(spec: FeatureSpec) -> str | AnyType:
     3.17 rejects a null in a ``long`` column before the model sees it, and rejects int64
     values in a ``double`` column ("Can not safely convert int64 to float64"), so no typed
     declaration takes both a training frame's int64 column and a null. The model's own
-    input check still requires numbers there.
+    input check still requires numbers there. A ``category`` feature is ``any`` too, because
+    MLflow's ``string`` type rejects a pandas ``category`` column, the dtype it was trained on.
     """
+    if spec.dtype == "category":
+        return AnyType()
     if spec.kind == CATEGORICAL:
         return "string"
     if spec.kind == BOOLEAN:
@@ -43,7 +46,7 @@ def _output_type(values: pd.Series) -> str:
         return "long"
     if ptypes.is_float_dtype(dtype):
         return "double"
-    if dtype == object and values.map(lambda v: v is None or isinstance(v, float)).all():
+    if ptypes.is_object_dtype(dtype) and values.map(lambda v: v is None or isinstance(v, float)).all():
         return "double"
     return "string"
 
@@ -54,12 +57,14 @@ def output_schema(example_output: pd.DataFrame) -> Schema:
     Output columns are not required, so values may be null (non-finite numbers are returned
     as null) and a Spark struct built from the schema has nullable fields.
     """
-    return Schema([
-        ColSpec(_output_type(example_output[name]), name, required=False) for name in example_output.columns
-    ])
+    return Schema(
+        [ColSpec(_output_type(example_output[name]), name, required=False) for name in example_output.columns]
+    )
 
 
-def build_signature(features: list[FeatureSpec], settings: ExplanationSettings, example_output: pd.DataFrame) -> ModelSignature:
+def build_signature(
+    features: list[FeatureSpec], settings: ExplanationSettings, example_output: pd.DataFrame
+) -> ModelSignature:
     """Return the full signature of an explainable model."""
     return ModelSignature(
         inputs=input_schema(features),

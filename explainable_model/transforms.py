@@ -103,11 +103,10 @@ def transformer_sources(transformer: Any, inputs: Sources) -> Sources | None:
     if transformer in (None, "passthrough"):
         return list(inputs)
     if isinstance(transformer, Pipeline):
+        sources: Sources | None = list(inputs)
         for _, step in transformer.steps:
-            inputs = transformer_sources(step, inputs)
-            if inputs is None:
-                return None
-        return inputs
+            sources = transformer_sources(step, sources) if sources is not None else None
+        return sources
     if isinstance(transformer, ColumnTransformer):
         return _column_transformer_sources(transformer, inputs)
     if isinstance(transformer, preprocessing.OneHotEncoder):
@@ -141,8 +140,7 @@ def feature_groups(transformer: Any, n_features: int, n_transformed: int) -> np.
         return None
     if len(sources) != n_transformed:
         logger.warning(
-            "The raw-feature map has %d columns but the preprocessing produces %d; "
-            "explaining on raw inputs instead.",
+            "The raw-feature map has %d columns but the preprocessing produces %d; explaining on raw inputs instead.",
             len(sources),
             n_transformed,
         )

@@ -15,10 +15,16 @@ def credit_preprocessor(features: pd.DataFrame, scale: bool = False) -> ColumnTr
     categorical = [c for c in features.columns if not ptypes.is_numeric_dtype(features[c])]
     numeric = [c for c in features.columns if c not in categorical]
     numeric_steps = [SimpleImputer(strategy="median")] + ([StandardScaler()] if scale else [])
-    return ColumnTransformer([
-        ("num", make_pipeline(*numeric_steps), numeric),
-        ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), categorical),
-    ])
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(*numeric_steps), numeric),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                categorical,
+            ),
+        ]
+    )
 
 
 def credit_pipeline(features: pd.DataFrame, target: pd.Series, model, scale: bool = False) -> Pipeline:

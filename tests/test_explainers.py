@@ -141,8 +141,10 @@ def test_permutation_with_all_orderings_equals_exact_shap():
     result = explainer.explain(X.iloc[:3])
 
     # 200 orderings of 3 features visit all 6 orderings; the estimate approaches the exact value.
-    exact = shap.ExactExplainer(lambda data: model.predict_proba(pd.DataFrame(data, columns=X.columns))[:, 1],
-                                shap.maskers.Independent(background, max_samples=20))(X.iloc[:3])
+    exact = shap.ExactExplainer(
+        lambda data: model.predict_proba(pd.DataFrame(data, columns=X.columns))[:, 1],
+        shap.maskers.Independent(background, max_samples=20),
+    )(X.iloc[:3])
     np.testing.assert_allclose(result.values[:, :, 0], exact.values, atol=0.02)
 
 

@@ -12,11 +12,13 @@ from explainable_model.features import CATEGORICAL, NUMERIC, coerce_frame, descr
 
 @pytest.fixture
 def frame():
-    return pd.DataFrame({
-        "age": np.array([30, 40, 50], dtype="int64"),
-        "income": [1.5, np.nan, 3.0],
-        "city": pd.array(["a", "b", None], dtype="str"),
-    })
+    return pd.DataFrame(
+        {
+            "age": np.array([30, 40, 50], dtype="int64"),
+            "income": [1.5, np.nan, 3.0],
+            "city": pd.array(["a", "b", None], dtype="str"),
+        }
+    )
 
 
 @pytest.fixture
@@ -99,3 +101,11 @@ def test_empty_frame_rejected(frame, features):
 def test_not_a_frame_rejected(features):
     with pytest.raises(InvalidInputError, match="pandas DataFrame"):
         coerce_frame(np.zeros((2, 3)), features)
+
+
+def test_unknown_category_rejected():
+    frame = pd.DataFrame({"city": pd.Series(["a", "b"], dtype="category")})
+    features = describe_features(frame)
+
+    with pytest.raises(InvalidInputError, match=r"Column 'city' at row 1 holds a value that is not one of its 2"):
+        coerce_frame(pd.DataFrame({"city": ["a", "z"]}), features)

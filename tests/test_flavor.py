@@ -74,7 +74,13 @@ def test_signature_declares_inputs_outputs_params(saved, credit_xy):
 
     assert signature.inputs.input_names() == list(credit_xy[0].columns)
     assert {"prediction", "shap_base_value", "shap:Income"} <= set(signature.outputs.input_names())
-    assert {spec.name for spec in signature.params} == {"explainers", "top_k", "explained_class", "seed", "shap_orderings"}
+    assert {spec.name for spec in signature.params} == {
+        "explainers",
+        "top_k",
+        "explained_class",
+        "seed",
+        "shap_orderings",
+    }
 
 
 def test_input_example_stored(saved):
@@ -230,10 +236,22 @@ def test_saved_model_directory_must_be_new(saved, credit_model, credit_xy):
 def test_public_names_are_pinned():
     assert em.__all__ == sorted(em.__all__, key=str.lower) or em.__all__ == sorted(em.__all__)
     assert set(em.__all__) == {
-        "AdditivityError", "Attributions", "ExplainableModelError", "InvalidInputError",
-        "InvalidParameterError", "LoadedModel", "ModelIntegrityError", "ParsedColumn",
-        "UnsupportedEstimatorError", "__version__", "column_name", "default_requirements",
-        "load_model", "log_model", "parse_column", "save_model",
+        "AdditivityError",
+        "Attributions",
+        "ExplainableModelError",
+        "InvalidInputError",
+        "InvalidParameterError",
+        "LoadedModel",
+        "ModelIntegrityError",
+        "ParsedColumn",
+        "UnsupportedEstimatorError",
+        "__version__",
+        "column_name",
+        "default_requirements",
+        "load_model",
+        "log_model",
+        "parse_column",
+        "save_model",
     }
 
 

@@ -52,7 +52,11 @@ _TREE_MODELS = _FOREST_CLASSIFIERS + (
     ensemble.HistGradientBoostingClassifier,
     ensemble.HistGradientBoostingRegressor,
 )
-_LINEAR_MODELS = (linear_model.LinearRegression, linear_model._base.LinearModel, linear_model._base.LinearClassifierMixin)
+_LINEAR_MODELS = (
+    linear_model.LinearRegression,
+    linear_model._base.LinearModel,
+    linear_model._base.LinearClassifierMixin,
+)
 _LOG_LOSS_CLASSIFIERS = (linear_model.LogisticRegression, linear_model.LogisticRegressionCV)
 
 

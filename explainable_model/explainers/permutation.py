@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ def feature_orderings(n_features: int, n_orderings: int, rng: np.random.Generato
     -------
     numpy.ndarray of shape (n_orderings, n_features)
     """
-    orderings = []
+    orderings: list[np.ndarray] = []
     while len(orderings) < n_orderings:
         ordering = rng.permutation(n_features)
         orderings.append(ordering)
@@ -103,9 +103,9 @@ class PermutationShapExplainer(ShapExplainer):
             values[:, 0, :] = full - base_values
             return Attributions(values, base_values)
 
-        orderings = np.stack([
-            feature_orderings(n_features, n_orderings, row_seed(frame.iloc[i], seed)) for i in range(n_rows)
-        ])
+        orderings = np.stack(
+            [feature_orderings(n_features, n_orderings, row_seed(frame.iloc[i], seed)) for i in range(n_rows)]
+        )
         rows_per_call = max(1, self._max_batch_rows // (n_orderings * (n_features - 1) * len(self._background)))
         for start in range(0, n_rows, rows_per_call):
             stop = min(start + rows_per_call, n_rows)
