@@ -143,7 +143,7 @@ def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
         bad = series[converted.isna() & series.notna()]
         if len(bad):
             raise InvalidInputError(
-                f"Column {spec.name!r} expects numbers ({spec.dtype}), but row {bad.index[0]} holds "
+                f"Column {spec.name!r} expects numbers ({spec.dtype}), but row {bad.index[0]} contains "
                 f"a {type(bad.iloc[0]).__name__} that is not a number."
             )
         series = converted
@@ -151,7 +151,7 @@ def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
     if np.isinf(values.to_numpy()).any():
         row = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
         raise InvalidInputError(
-            f"Column {spec.name!r} holds an infinite value at row {row}; send a finite number"
+            f"Column {spec.name!r} has an infinite value at row {row}; send a finite number"
             + (" or null." if spec.accepts_missing else ".")
         )
     if spec.dtype == "int64" and not values.isna().any():
@@ -179,7 +179,7 @@ def _coerce_categorical(series: pd.Series, spec: FeatureSpec) -> pd.Series:
         if len(unknown):
             known = [str(category) for category in spec.categories or []]
             raise InvalidInputError(
-                f"Column {spec.name!r} at row {int(unknown[0])} holds a value that is not one of its "
+                f"Column {spec.name!r} at row {int(unknown[0])} has a value that is not one of its "
                 f"{len(known)} training categories ({_listed(known)})."
             )
         return pd.Series(values, index=series.index, name=series.name)

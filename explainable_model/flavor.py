@@ -346,7 +346,7 @@ def save_model(
 ) -> None:
     """Save an estimator with its SHAP explainer as an MLflow model directory.
 
-    The directory holds the ``python_function`` flavor, an ``explainable_model`` flavor
+    The directory contains the ``python_function`` flavor, an ``explainable_model`` flavor
     with the configuration, the estimator as an ``mlflow.sklearn`` model, the explainers'
     state (background sample, settings) and a SHA-256 manifest checked at load.
 
@@ -570,7 +570,7 @@ def load_model(model_uri: str, dst_path: str | None = None) -> LoadedModel:
     ModelIntegrityError
         If a model file is missing or changed, or the estimator may not be unpickled.
     ExplainableModelError
-        If the URI holds a model that this library did not save.
+        If the URI points to a model that this library did not save.
     """
     pyfunc_model = mlflow.pyfunc.load_model(model_uri, dst_path=dst_path)
     if FLAVOR_NAME not in pyfunc_model.metadata.flavors:

@@ -81,7 +81,7 @@ def test_infinity_rejected(frame, features):
     bad = frame.copy()
     bad.loc[0, "income"] = np.inf
 
-    with pytest.raises(InvalidInputError, match=r"Column 'income' holds an infinite value at row 0"):
+    with pytest.raises(InvalidInputError, match=r"Column 'income' has an infinite value at row 0"):
         coerce_frame(bad, features)
 
 
@@ -107,5 +107,5 @@ def test_unknown_category_rejected():
     frame = pd.DataFrame({"city": pd.Series(["a", "b"], dtype="category")})
     features = describe_features(frame)
 
-    with pytest.raises(InvalidInputError, match=r"Column 'city' at row 1 holds a value that is not one of its 2"):
+    with pytest.raises(InvalidInputError, match=r"Column 'city' at row 1 has a value that is not one of its 2"):
         coerce_frame(pd.DataFrame({"city": ["a", "z"]}), features)

@@ -1,7 +1,7 @@
 """Model-agnostic SHAP values estimated by sampling feature orderings.
 
 For each explained row and each sampled ordering of the features, features are switched from
-background values to the row's values one at a time; the change in the mean model output at
+background values to the row's values one at a time. The change in the mean model output at
 each switch is that feature's marginal contribution. Averaged over orderings this estimates
 the interventional SHAP values. Along every ordering the contributions telescope from the
 mean output over the background data to the row's own output, so the attributions add up
@@ -31,7 +31,7 @@ def row_seed(row: pd.Series, seed: int) -> np.random.Generator:
     """Return a random generator that depends only on ``seed`` and the row's values.
 
     The same row with the same seed gets the same generator in any batch, order, process or
-    thread; no global random state is read or changed.
+    thread, and no global random state is read or changed.
     """
     text = json.dumps([json_value(value) for value in row.tolist()], default=str, sort_keys=True)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
