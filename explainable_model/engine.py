@@ -193,13 +193,22 @@ def _value_text(value: Any) -> str | None:
 
 
 def _finite_or_null(frame: pd.DataFrame) -> pd.DataFrame:
-    """Replace NaN and infinite floats by None, so the frame serializes to strict JSON.
+    """Replace NaN, infinite and missing values by None, so the frame serializes to strict JSON.
 
-    Only columns that hold such a value change, to the object dtype; the others keep float64.
+    Only columns that hold such a value change, to the object dtype. The others keep their
+    dtype, float64 for attributions. A text column would otherwise store a missing value as
+    NaN, which MLflow's scoring server writes as a bare ``NaN`` token.
     """
     for name in frame.columns:
         values = frame[name]
-        if values.dtype.kind == "f" and not np.isfinite(values.to_numpy()).all():
+        if values.dtype.kind == "f":
+            valid = np.isfinite(values.to_numpy())
+            if valid.all():
+                continue
             logger.warning("Output column %r has non-finite values; they are returned as null.", name)
-            frame[name] = values.astype(object).where(np.isfinite(values.to_numpy()), None)
+        else:
+            valid = values.notna().to_numpy()
+            if valid.all():
+                continue
+        frame[name] = values.astype(object).where(valid, None)
     return frame

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-from mlflow.pyfunc import PyFuncModel
 import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PyFuncModel
 from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
 
 from explainable_model._version import __version__
@@ -31,7 +31,7 @@ from explainable_model.explainers import (
     shap_units,
 )
 from explainable_model.explainers.factory import transformed_groups
-from explainable_model.features import FeatureSpec, coerce_frame, describe_features
+from explainable_model.features import FeatureSpec, check_columns, coerce_frame, describe_features
 from explainable_model.model import FLAVOR_NAME
 from explainable_model.params import ExplanationSettings, parse_explainers
 from explainable_model.persistence import (
@@ -512,8 +512,8 @@ def log_model(
 class LoadedModel:
     """A loaded explainable model: MLflow's pyfunc model with strict request parameters.
 
-    MLflow's pyfunc layer drops parameters that the signature does not declare, with only a
-    log warning. ``predict`` here rejects them instead.
+    MLflow's pyfunc layer drops parameters and input columns that the signature does not
+    declare, with only a log warning. ``predict`` here rejects both instead.
 
     Attributes
     ----------
@@ -547,6 +547,8 @@ class LoadedModel:
             If the input's columns or values do not fit the model.
         """
         self.engine.options(params, strict=True)
+        if isinstance(data, pd.DataFrame):
+            check_columns(data, self.engine.features)
         return self.pyfunc_model.predict(data, params=params)
 
     def explain(self, data: pd.DataFrame, seed: int = 0) -> Attributions:

@@ -259,3 +259,21 @@ def test_path_argument_accepts_str(tmp_path, credit_model, credit_xy):
     em.save_model(credit_model, str(tmp_path / "m"), background_data=credit_xy[0].iloc[:200])
 
     assert Path(tmp_path / "m" / "MLmodel").is_file()
+
+
+def test_unexpected_column_rejected_by_load_model(saved, credit_xy):
+    rows = credit_xy[0].iloc[:2].assign(Extra=1)
+
+    with pytest.raises(em.InvalidInputError, match="unexpected columns: 'Extra'"):
+        em.load_model(str(saved)).predict(rows)
+
+
+def test_missing_reason_value_is_none(saved, credit_xy):
+    rows = credit_xy[0].iloc[:2].copy()
+    rows.loc[1, ["Income", "Assets", "Debt", "Home", "Job"]] = np.nan
+
+    scored = em.load_model(str(saved)).predict(rows, params={"top_k": 13})
+
+    values = scored[[f"reason_value_{rank}" for rank in range(1, 14)]].to_numpy()
+    assert not any(isinstance(value, float) for value in values.ravel())
+    assert None in values[1]
