@@ -25,4 +25,4 @@ lint: $(STAMP)
 	$(BIN)/mypy explainable_model
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) mlflow.db mlruns mlartifacts

@@ -68,9 +68,12 @@ def detect_task(estimator: Any) -> tuple[str, list[Any] | None]:
                 "with at least two classes are supported."
             )
         return (BINARY if len(classes) == 2 else MULTICLASS), [_plain(c) for c in classes]
-    if is_regressor(final) or not hasattr(final, "classes_"):
+    if is_regressor(final):
         return REGRESSION, None
-    raise UnsupportedEstimatorError(f"Cannot tell the task of {type(final).__name__}.")
+    raise UnsupportedEstimatorError(
+        f"{type(final).__name__} is neither a classifier nor a regressor by scikit-learn's estimator tags; "
+        "explainable_model explains regressors and binary or multiclass classifiers."
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -21,6 +21,8 @@ NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 BOOLEAN = "boolean"
 
+# Largest magnitude that a float64 whole number may have to be cast to int64 without overflow.
+_INT64_SAFE = 2.0**62
 # Number of names listed in an error before the rest are counted.
 _MAX_LISTED = 5
 
@@ -160,7 +162,12 @@ def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
             raise InvalidInputError(
                 f"Column {spec.name!r} expects whole numbers (int64), but row {row} has a fraction."
             )
-        return values.astype("int64")
+        if ptypes.is_signed_integer_dtype(series.dtype):
+            return series.astype("int64")
+        # A whole number beyond the int64 range would wrap around when cast, so it stays float64,
+        # which is what scikit-learn converts it to anyway.
+        if np.abs(values.to_numpy()).max() < _INT64_SAFE:
+            return values.astype("int64")
     return values
 
 

@@ -22,7 +22,12 @@ from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
 from explainable_model._version import __version__
 from explainable_model.engine import ExplanationEngine
 from explainable_model.estimators import check_fitted, detect_task, final_estimator, model_output
-from explainable_model.exceptions import AdditivityError, ExplainableModelError, InvalidParameterError
+from explainable_model.exceptions import (
+    AdditivityError,
+    ExplainableModelError,
+    InvalidInputError,
+    InvalidParameterError,
+)
 from explainable_model.explainers import (
     SHAP_METHODS,
     Attributions,
@@ -65,6 +70,7 @@ ADDITIVITY_TOLERANCE = 1e-6
 _ADDITIVITY_ROWS_EXACT = 200
 _ADDITIVITY_ROWS_SAMPLED = 20
 _EXAMPLE_ROWS = 5
+_UINT64_MASK = 2**64 - 1
 
 
 def default_requirements() -> list[str]:
@@ -95,6 +101,7 @@ def _check_arguments(
     background_size: int,
     shap_orderings: int,
     max_shap_orderings: int,
+    seed: int,
     serialization_format: str,
 ) -> None:
     if not isinstance(background_data, pd.DataFrame) or background_data.empty:
@@ -117,6 +124,8 @@ def _check_arguments(
             f"shap_orderings must be an integer between 1 and max_shap_orderings={max_shap_orderings}, "
             f"got {shap_orderings!r}."
         )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidParameterError(f"seed must be an integer, got {seed!r}.")
     if serialization_format not in SERIALIZATION_FORMATS:
         raise InvalidParameterError(
             f"serialization_format must be one of {SERIALIZATION_FORMATS}, got {serialization_format!r}."
@@ -146,7 +155,9 @@ def _ordered_features(estimator: Any, background_data: pd.DataFrame) -> pd.DataF
 
 def _accepts_missing(estimator: Any, rows: pd.DataFrame, name: str) -> bool:
     probe = rows.copy()
-    probe[name] = np.nan
+    # where() with an all-False mask fills with the dtype's own missing value, so a category
+    # column stays a category column.
+    probe[name] = probe[name].where(np.zeros(len(probe), dtype=bool))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -154,6 +165,12 @@ def _accepts_missing(estimator: Any, rows: pd.DataFrame, name: str) -> bool:
     except (ValueError, TypeError, KeyError, IndexError):
         return False
     return True
+
+
+def _sample_rows(frame: pd.DataFrame, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Return up to ``n_rows`` distinct rows of ``frame`` in random order, with a fresh index."""
+    picked = rng.choice(len(frame), size=min(n_rows, len(frame)), replace=False)
+    return frame.iloc[picked].reset_index(drop=True)
 
 
 def _example_rows(background: pd.DataFrame) -> pd.DataFrame:
@@ -183,6 +200,7 @@ def _prepare(
         background_size,
         shap_orderings,
         max_shap_orderings,
+        seed,
         serialization_format,
     )
     check_fitted(estimator)
@@ -201,8 +219,12 @@ def _prepare(
     probe_rows = frame.iloc[: min(len(frame), 5)]
     for spec in features:
         spec.accepts_missing = _accepts_missing(estimator, probe_rows, spec.name)
-    frame = coerce_frame(frame, features)
-    background = frame.sample(n=min(background_size, len(frame)), random_state=seed).reset_index(drop=True)
+    try:
+        frame = coerce_frame(frame, features)
+    except InvalidInputError as err:
+        raise InvalidParameterError(f"background_data cannot be used: {err}") from err
+    rng = np.random.default_rng(seed & _UINT64_MASK)
+    background = _sample_rows(frame, background_size, rng)
 
     groups = transformed_groups(estimator, background, len(features))
     method = choose_shap_method(estimator, groups is not None) if shap_method == "auto" else shap_method
@@ -212,7 +234,7 @@ def _prepare(
     logger.info("Explaining %s with %s SHAP in %s units.", type(final_estimator(estimator)).__name__, method, units)
 
     n_check = _ADDITIVITY_ROWS_EXACT if explainer.exact else _ADDITIVITY_ROWS_SAMPLED
-    check_rows = frame.sample(n=min(n_check, len(frame)), random_state=seed + 1)
+    check_rows = _sample_rows(frame, n_check, rng)
     error = _check_additivity(engine, check_rows, method)
 
     example = _example_rows(background) if input_example is None else coerce_frame(input_example, features)

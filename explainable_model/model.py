@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlflow.pyfunc import PythonModel, PythonModelContext
 import pandas as pd
 from mlflow.models import Model
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from explainable_model.engine import ExplanationEngine
 from explainable_model.explainers import build_shap_explainer

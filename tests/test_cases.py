@@ -281,3 +281,17 @@ def test_k11_text_columns_of_any_dtype(tmp_path, credit_xy, text_dtype):
     assert {spec["name"] for spec in model.config["features"] if spec["kind"] == "categorical"} == set(text)
     total = scored["shap_base_value"] + scored[shap_columns(scored)].sum(axis=1)
     np.testing.assert_allclose(total, pipeline.decision_function(X.iloc[:20]), atol=1e-9)
+
+
+def test_k11_native_categorical_with_missing_values(tmp_path, credit_xy):
+    X, y = credit_xy
+    text = [c for c in X.columns if X[c].dtype == "str"]
+    X = X.astype({c: "category" for c in text}).iloc[:1000]
+    estimator = HistGradientBoostingClassifier(max_iter=20, categorical_features="from_dtype").fit(X, y.iloc[:1000])
+    model = save_and_load(tmp_path, estimator, X, background_size=20, shap_orderings=2)
+
+    scored = model.predict(X.iloc[:3])
+
+    assert model.config["features"][1]["accepts_missing"] is True
+    total = scored["shap_base_value"] + scored[shap_columns(scored)].sum(axis=1)
+    np.testing.assert_allclose(total, estimator.predict_proba(X.iloc[:3])[:, 1], atol=1e-9)

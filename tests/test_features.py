@@ -109,3 +109,13 @@ def test_unknown_category_rejected():
 
     with pytest.raises(InvalidInputError, match=r"Column 'city' at row 1 has a value that is not one of its 2"):
         coerce_frame(pd.DataFrame({"city": ["a", "z"]}), features)
+
+
+@pytest.mark.parametrize("huge", [1e20, 2**63 - 1, 2**63])
+def test_huge_integer_not_wrapped(huge):
+    frame = pd.DataFrame({"n": np.array([1, 2], dtype="int64")})
+    features = describe_features(frame)
+
+    coerced = coerce_frame(pd.DataFrame({"n": pd.Series([huge, 1], dtype=object)}), features)
+
+    assert coerced["n"].iloc[0] == pytest.approx(float(huge))

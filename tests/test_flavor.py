@@ -277,3 +277,24 @@ def test_missing_reason_value_is_none(saved, credit_xy):
     values = scored[[f"reason_value_{rank}" for rank in range(1, 14)]].to_numpy()
     assert not any(isinstance(value, float) for value in values.ravel())
     assert None in values[1]
+
+
+def test_negative_seed_accepted(tmp_path, credit_xy):
+    X, y = credit_xy
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = credit_pipeline(X.iloc[:300], y.iloc[:300], KNeighborsClassifier(), scale=True)
+    em.save_model(model, tmp_path / "m", background_data=X.iloc[:300], background_size=10, seed=-5)
+
+    scored = em.load_model(str(tmp_path / "m")).predict(X.iloc[:2], params={"seed": -1, "shap_orderings": 2})
+
+    assert len(scored) == 2
+
+
+def test_clustering_estimator_rejected(tmp_path):
+    from sklearn.cluster import KMeans
+
+    X = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) % 3})
+
+    with pytest.raises(em.UnsupportedEstimatorError, match="neither a classifier nor a regressor"):
+        em.save_model(KMeans(2, n_init=1).fit(X), tmp_path / "m", background_data=X)

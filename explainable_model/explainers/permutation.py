@@ -25,6 +25,7 @@ from explainable_model.explainers._base import Attributions, ShapExplainer
 from explainable_model.features import FeatureSpec, json_value, restore_dtypes
 
 OutputFunction = Callable[[pd.DataFrame], np.ndarray]
+_UINT64_MASK = 2**64 - 1
 
 
 def row_seed(row: pd.Series, seed: int) -> np.random.Generator:
@@ -35,7 +36,8 @@ def row_seed(row: pd.Series, seed: int) -> np.random.Generator:
     """
     text = json.dumps([json_value(value) for value in row.tolist()], default=str, sort_keys=True)
     digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+    # SeedSequence takes non-negative integers only, so a negative seed is read as unsigned 64-bit.
+    return np.random.default_rng([int(seed) & _UINT64_MASK, int.from_bytes(digest[:8], "little")])
 
 
 def feature_orderings(n_features: int, n_orderings: int, rng: np.random.Generator) -> np.ndarray:
