@@ -11,8 +11,9 @@ import pandas as pd
 
 from explainable_model import output as columns
 from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION, model_output
-from explainable_model.exceptions import InvalidInputError
+from explainable_model.exceptions import InvalidInputError, InvalidParameterError
 from explainable_model.explainers import Attributions, ShapExplainer
+from explainable_model.explainers.lime import LimeExplainer, LimeExplanation
 from explainable_model.features import FeatureSpec, coerce_frame, json_value
 from explainable_model.params import (
     ALL_CLASSES,
@@ -27,11 +28,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _ClassView:
-    """Attributions for one explained class per row: values (n_rows, n_features), base (n_rows,)."""
+class _Target:
+    """The class that each row explains, or None for regressors, and the label of its columns."""
 
     label: Any
-    row_labels: list[str] | None
+    indices: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _ClassView:
+    """SHAP attributions for one explained class per row: values (n_rows, n_features), base (n_rows,)."""
+
     values: np.ndarray
     base_values: np.ndarray
 
@@ -50,6 +57,8 @@ class ExplanationEngine:
         Units of the SHAP attributions.
     explainer : ShapExplainer
     settings : ExplanationSettings
+    lime_explainer : LimeExplainer or None
+        Needed when a request asks for LIME.
     """
 
     def __init__(
@@ -61,6 +70,7 @@ class ExplanationEngine:
         units: str,
         explainer: ShapExplainer,
         settings: ExplanationSettings,
+        lime_explainer: LimeExplainer | None = None,
     ) -> None:
         self.estimator = estimator
         self.features = features
@@ -69,6 +79,7 @@ class ExplanationEngine:
         self.units = units
         self.explainer = explainer
         self.settings = settings
+        self.lime_explainer = lime_explainer
         self._class_index = {label: i for i, label in enumerate(classes or [])}
         self._class_text: list[str] = [str(label) for label in classes or []]
 
@@ -96,9 +107,27 @@ class ExplanationEngine:
             for k, label in enumerate(self.classes or []):
                 result[columns.column_name(columns.PROBABILITY, class_label=label)] = probabilities[:, k]
 
+        targets = self._targets(predictions, options.explained_class)
+        if len(targets) == 1 and targets[0].indices is not None:
+            result[columns.EXPLAINED_CLASS] = [self._class_text[k] for k in targets[0].indices]
+        reason_values = None
         if "shap" in options.explainers:
             attributions = self.explainer.explain(rows, seed=options.seed, n_orderings=options.shap_orderings)
-            result.update(self._shap_columns(rows, attributions, predictions, options))
+            result[columns.SHAP_UNITS] = [self.units] * len(rows)
+            for target in targets:
+                view = self._shap_view(attributions, target)
+                result[columns.column_name(columns.SHAP_BASE_VALUE, class_label=target.label)] = view.base_values
+                result.update(self._attribution_columns(columns.SHAP, view.values, target.label))
+            if options.top_k:
+                reason_values = self._shap_view(attributions, self._primary_target(targets, predictions)).values
+        if "lime" in options.explainers:
+            for target in targets:
+                explanation = self._lime(rows, target, options)
+                result.update(self._lime_columns(explanation, target.label))
+            if options.top_k and reason_values is None:
+                reason_values = self._lime(rows, self._primary_target(targets, predictions), options).weights
+        if reason_values is not None:
+            result.update(self._reason_columns(rows, reason_values, options.top_k))
         return _finite_or_null(pd.DataFrame(result))
 
     def explain(self, frame: pd.DataFrame, seed: int = 0) -> Attributions:
@@ -112,47 +141,32 @@ class ExplanationEngine:
         expected = model_output(self.estimator, rows, self.units, self.task)
         return float(np.max(np.abs(attributions.output() - expected)))
 
-    def _shap_columns(
-        self, rows: pd.DataFrame, attributions: Attributions, predictions: np.ndarray, options: RequestOptions
-    ) -> dict[str, Any]:
-        views = self._class_views(attributions, predictions, options.explained_class)
-        result: dict[str, Any] = {}
-        if len(views) == 1 and views[0].row_labels is not None:
-            result[columns.EXPLAINED_CLASS] = views[0].row_labels
-        result[columns.SHAP_UNITS] = [self.units] * len(rows)
-        for view in views:
-            result[columns.column_name(columns.SHAP_BASE_VALUE, class_label=view.label)] = view.base_values
-            for f, spec in enumerate(self.features):
-                result[columns.column_name(columns.SHAP, spec.name, view.label)] = view.values[:, f]
-        if options.top_k:
-            primary = views[0] if len(views) == 1 else self._class_views(attributions, predictions, PREDICTED_CLASS)[0]
-            result.update(self._reason_columns(rows, primary.values, options.top_k))
-        return result
-
-    def _class_views(self, attributions: Attributions, predictions: np.ndarray, requested: str) -> list[_ClassView]:
-        n_rows = attributions.values.shape[0]
+    def _targets(self, predictions: np.ndarray, requested: str) -> list[_Target]:
+        """Return which class each row explains: one target, or one per class for "all"."""
+        n_rows = len(predictions)
         if self.task == REGRESSION:
-            return [_ClassView(None, None, attributions.values[:, :, 0], attributions.base_values[:, 0])]
+            return [_Target(None, None)]
         if requested == ALL_CLASSES:
-            return [
-                self._view_of(attributions, np.full(n_rows, k), label) for k, label in enumerate(self.classes or [])
-            ]
+            return [_Target(label, np.full(n_rows, k)) for k, label in enumerate(self.classes or [])]
         if requested == PREDICTED_CLASS or (requested == AUTO_CLASS and self.task == MULTICLASS):
-            indices = np.array([self._class_index[_plain(label)] for label in predictions])
-        elif requested == AUTO_CLASS:
-            indices = np.full(n_rows, 1)
-        else:
-            indices = np.full(n_rows, self._class_text.index(requested))
-        return [self._view_of(attributions, indices, None)]
+            return [_Target(None, np.array([self._class_index[_plain(label)] for label in predictions]))]
+        if requested == AUTO_CLASS:
+            # A binary model explains its positive class, the second entry of classes_.
+            return [_Target(None, np.full(n_rows, 1))]
+        return [_Target(None, np.full(n_rows, self._class_text.index(requested)))]
 
-    def _view_of(self, attributions: Attributions, indices: np.ndarray, label: Any) -> _ClassView:
+    def _primary_target(self, targets: list[_Target], predictions: np.ndarray) -> _Target:
+        """Return the target that reasons follow: the only one, or the predicted class."""
+        return targets[0] if len(targets) == 1 else self._targets(predictions, PREDICTED_CLASS)[0]
+
+    def _shap_view(self, attributions: Attributions, target: _Target) -> _ClassView:
+        if target.indices is None:
+            return _ClassView(attributions.values[:, :, 0], attributions.base_values[:, 0])
+        indices = target.indices
         rows = np.arange(len(indices))
-        row_labels = [self._class_text[k] for k in indices]
         if self.task == MULTICLASS:
             # values (n_rows, n_features, n_classes): pick one class per row.
-            values = attributions.values[rows, :, indices]
-            base = attributions.base_values[rows, indices]
-            return _ClassView(label, row_labels, values, base)
+            return _ClassView(attributions.values[rows, :, indices], attributions.base_values[rows, indices])
         # A binary model's single output explains the positive class (index 1). The negative
         # class has the opposite attributions, and its base value is 1 - base in probability
         # units and -base in margin units.
@@ -160,7 +174,38 @@ class ExplanationEngine:
         values = attributions.values[:, :, 0] * sign[:, None]
         base = attributions.base_values[:, 0]
         base = np.where(indices == 1, base, (1.0 - base) if self.units == PROBABILITY else -base)
-        return _ClassView(label, row_labels, values, base)
+        return _ClassView(values, base)
+
+    def _lime(self, rows: pd.DataFrame, target: _Target, options: RequestOptions) -> LimeExplanation:
+        if self.lime_explainer is None:
+            raise InvalidParameterError(
+                "Parameter 'explainers' asks for 'lime', but this model was saved without LIME state; "
+                "save it again with this version of explainable_model."
+            )
+        # LIME explains class probabilities for classifiers, as lime does, and the prediction
+        # for regressors. For a binary model, column 1 of predict_proba is the positive class.
+        predict = self.estimator.predict if self.task == REGRESSION else self.estimator.predict_proba
+        return self.lime_explainer.explain(
+            rows,
+            predict,
+            labels=0 if target.indices is None else target.indices,
+            seed=options.seed,
+            num_samples=options.num_samples,
+            num_features=options.num_features,
+        )
+
+    def _lime_columns(self, explanation: LimeExplanation, label: Any) -> dict[str, Any]:
+        result = {
+            columns.column_name(columns.LIME_INTERCEPT, class_label=label): explanation.intercept,
+            columns.column_name(columns.LIME_LOCAL_PREDICTION, class_label=label): explanation.local_prediction,
+            columns.column_name(columns.LIME_SCORE, class_label=label): explanation.score,
+        }
+        result.update(self._attribution_columns(columns.LIME, explanation.weights, label))
+        return result
+
+    def _attribution_columns(self, kind: str, values: np.ndarray, label: Any) -> dict[str, np.ndarray]:
+        # values (n_rows, n_features): one column per raw feature.
+        return {columns.column_name(kind, spec.name, label): values[:, f] for f, spec in enumerate(self.features)}
 
     def _reason_columns(self, rows: pd.DataFrame, values: np.ndarray, top_k: int) -> dict[str, Any]:
         # Features that pushed the explained output up the most, largest first; a stable sort

@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-import warnings
-from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
@@ -21,33 +18,18 @@ from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
 
 from explainable_model._version import __version__
 from explainable_model.engine import ExplanationEngine
-from explainable_model.estimators import check_fitted, detect_task, final_estimator, model_output
-from explainable_model.exceptions import (
-    AdditivityError,
-    ExplainableModelError,
-    InvalidInputError,
-    InvalidParameterError,
-)
-from explainable_model.explainers import (
-    SHAP_METHODS,
-    Attributions,
-    build_shap_explainer,
-    choose_shap_method,
-    shap_units,
-)
-from explainable_model.explainers.factory import transformed_groups
-from explainable_model.features import FeatureSpec, check_columns, coerce_frame, describe_features
+from explainable_model.exceptions import ExplainableModelError
+from explainable_model.explainers import Attributions
+from explainable_model.features import check_columns
 from explainable_model.model import FLAVOR_NAME
-from explainable_model.params import ExplanationSettings, parse_explainers
 from explainable_model.persistence import (
     ESTIMATOR_ARTIFACT,
-    SERIALIZATION_FORMATS,
     STATE_ARTIFACT,
     build_manifest,
     save_estimator,
     write_state,
 )
-from explainable_model.signature import build_signature
+from explainable_model.preparation import Prepared, SaveOptions, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +46,6 @@ _REQUIRED_DISTRIBUTIONS = (
     "skops",
     "cloudpickle",
 )
-# An exact method passes the additivity check when base value plus attributions match the
-# model output to this tolerance, scaled by the output's magnitude when it is above 1.
-ADDITIVITY_TOLERANCE = 1e-6
-_ADDITIVITY_ROWS_EXACT = 200
-_ADDITIVITY_ROWS_SAMPLED = 20
-_EXAMPLE_ROWS = 5
-_UINT64_MASK = 2**64 - 1
 
 
 def default_requirements() -> list[str]:
@@ -78,201 +53,7 @@ def default_requirements() -> list[str]:
     return [f"{name}=={importlib_metadata.version(name)}" for name in _REQUIRED_DISTRIBUTIONS]
 
 
-@dataclass
-class _Prepared:
-    """Everything computed from the arguments before any file is written."""
-
-    estimator: Any
-    engine: ExplanationEngine
-    features: list[FeatureSpec]
-    background: pd.DataFrame
-    check_rows: pd.DataFrame
-    method: str
-    additivity_error: float
-    additivity_rows: int
-    signature: ModelSignature
-    input_example: pd.DataFrame
-
-
-def _check_arguments(
-    background_data: Any,
-    explainers: Any,
-    shap_method: str,
-    background_size: int,
-    shap_orderings: int,
-    max_shap_orderings: int,
-    seed: int,
-    serialization_format: str,
-) -> None:
-    if not isinstance(background_data, pd.DataFrame) or background_data.empty:
-        raise InvalidParameterError(
-            "background_data must be a non-empty pandas DataFrame of raw training rows, with the "
-            f"columns the estimator was fitted on; got {type(background_data).__name__}."
-        )
-    if background_data.columns.duplicated().any():
-        duplicated = sorted({str(c) for c in background_data.columns[background_data.columns.duplicated()]})
-        raise InvalidParameterError(f"background_data has duplicated columns: {duplicated}.")
-    parse_explainers(explainers if isinstance(explainers, str) else ",".join(explainers))
-    if shap_method not in SHAP_METHODS:
-        raise InvalidParameterError(f"shap_method must be one of {SHAP_METHODS}, got {shap_method!r}.")
-    if not isinstance(background_size, int) or background_size < 1:
-        raise InvalidParameterError(f"background_size must be a positive integer, got {background_size!r}.")
-    if not isinstance(max_shap_orderings, int) or max_shap_orderings < 1:
-        raise InvalidParameterError(f"max_shap_orderings must be a positive integer, got {max_shap_orderings!r}.")
-    if not isinstance(shap_orderings, int) or not 1 <= shap_orderings <= max_shap_orderings:
-        raise InvalidParameterError(
-            f"shap_orderings must be an integer between 1 and max_shap_orderings={max_shap_orderings}, "
-            f"got {shap_orderings!r}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidParameterError(f"seed must be an integer, got {seed!r}.")
-    if serialization_format not in SERIALIZATION_FORMATS:
-        raise InvalidParameterError(
-            f"serialization_format must be one of {SERIALIZATION_FORMATS}, got {serialization_format!r}."
-        )
-
-
-def _ordered_features(estimator: Any, background_data: pd.DataFrame) -> pd.DataFrame:
-    """Return background_data with columns in the order the estimator was fitted on."""
-    frame = background_data.rename(columns=str)
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if fitted is None:
-        logger.warning(
-            "%s was fitted without feature names; its columns are taken in background_data's order.",
-            type(estimator).__name__,
-        )
-        return frame
-    fitted = [str(name) for name in fitted]
-    missing = [name for name in fitted if name not in frame.columns]
-    unexpected = [name for name in frame.columns if name not in fitted]
-    if missing or unexpected:
-        raise InvalidParameterError(
-            "background_data columns differ from the estimator's feature_names_in_: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}. Pass the raw training columns."
-        )
-    return frame[fitted]
-
-
-def _accepts_missing(estimator: Any, rows: pd.DataFrame, name: str) -> bool:
-    probe = rows.copy()
-    # where() with an all-False mask fills with the dtype's own missing value, so a category
-    # column stays a category column.
-    probe[name] = probe[name].where(np.zeros(len(probe), dtype=bool))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            estimator.predict(probe)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return False
-    return True
-
-
-def _sample_rows(frame: pd.DataFrame, n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Return up to ``n_rows`` distinct rows of ``frame`` in random order, with a fresh index."""
-    picked = rng.choice(len(frame), size=min(n_rows, len(frame)), replace=False)
-    return frame.iloc[picked].reset_index(drop=True)
-
-
-def _example_rows(background: pd.DataFrame) -> pd.DataFrame:
-    complete = background.dropna()
-    rows = complete if len(complete) >= _EXAMPLE_ROWS else background
-    return rows.iloc[:_EXAMPLE_ROWS].reset_index(drop=True)
-
-
-def _prepare(
-    estimator: Any,
-    background_data: pd.DataFrame,
-    explainers: Any,
-    shap_method: str,
-    background_size: int,
-    shap_orderings: int,
-    max_shap_orderings: int,
-    top_k: int,
-    seed: int,
-    serialization_format: str,
-    signature: ModelSignature | None,
-    input_example: pd.DataFrame | None,
-) -> _Prepared:
-    _check_arguments(
-        background_data,
-        explainers,
-        shap_method,
-        background_size,
-        shap_orderings,
-        max_shap_orderings,
-        seed,
-        serialization_format,
-    )
-    check_fitted(estimator)
-    explainer_names = explainers if isinstance(explainers, str) else ",".join(explainers)
-    settings = ExplanationSettings(
-        explainers=explainer_names or "none",
-        top_k=top_k,
-        seed=seed,
-        shap_orderings=shap_orderings,
-        max_shap_orderings=max_shap_orderings,
-    )
-
-    frame = _ordered_features(estimator, background_data).reset_index(drop=True)
-    task, classes = detect_task(estimator)
-    features = describe_features(frame)
-    probe_rows = frame.iloc[: min(len(frame), 5)]
-    for spec in features:
-        spec.accepts_missing = _accepts_missing(estimator, probe_rows, spec.name)
-    try:
-        frame = coerce_frame(frame, features)
-    except InvalidInputError as err:
-        raise InvalidParameterError(f"background_data cannot be used: {err}") from err
-    rng = np.random.default_rng(seed & _UINT64_MASK)
-    background = _sample_rows(frame, background_size, rng)
-
-    groups = transformed_groups(estimator, background, len(features))
-    method = choose_shap_method(estimator, groups is not None) if shap_method == "auto" else shap_method
-    units = shap_units(estimator, method, task)
-    explainer = build_shap_explainer(estimator, method, task, units, features, background, n_orderings=shap_orderings)
-    engine = ExplanationEngine(estimator, features, task, classes, units, explainer, settings)
-    logger.info("Explaining %s with %s SHAP in %s units.", type(final_estimator(estimator)).__name__, method, units)
-
-    n_check = _ADDITIVITY_ROWS_EXACT if explainer.exact else _ADDITIVITY_ROWS_SAMPLED
-    check_rows = _sample_rows(frame, n_check, rng)
-    error = _check_additivity(engine, check_rows, method)
-
-    example = _example_rows(background) if input_example is None else coerce_frame(input_example, features)
-    example_output = engine.predict(example)
-    built = build_signature(features, settings, example_output)
-    if signature is not None:
-        built = _merge_signature(signature, built)
-    return _Prepared(
-        estimator, engine, features, background, check_rows, method, error, len(check_rows), built, example
-    )
-
-
-def _check_additivity(engine: ExplanationEngine, rows: pd.DataFrame, method: str) -> float:
-    error = engine.additivity_error(rows)
-    scale = max(1.0, float(np.mean(np.abs(model_output(engine.estimator, rows, engine.units, engine.task)))))
-    logger.info("Largest additivity error of %s SHAP on %d rows: %.3g.", method, len(rows), error)
-    if engine.explainer.exact and error > ADDITIVITY_TOLERANCE * scale:
-        raise AdditivityError(
-            f"{method} SHAP attributions do not add up to the model output: base value plus "
-            f"attributions differ from it by up to {error:.3g} {engine.units} on {len(rows)} "
-            f"background rows (tolerance {ADDITIVITY_TOLERANCE * scale:.3g}). The explainer does not "
-            "match this estimator; save with shap_method='permutation' to explain it model-agnostically."
-        )
-    return error
-
-
-def _merge_signature(user: ModelSignature, built: ModelSignature) -> ModelSignature:
-    names = user.inputs.input_names() if user.inputs is not None else []
-    expected = built.inputs.input_names()
-    if sorted(map(str, names)) != sorted(expected):
-        raise InvalidParameterError(
-            f"signature inputs {names[:5]} do not match the features {expected[:5]}; pass a signature "
-            "whose input columns are the raw features, or none to have it built."
-        )
-    return ModelSignature(inputs=user.inputs, outputs=built.outputs, params=built.params)
-
-
-def _flavor_config(prepared: _Prepared, serialization_format: str, manifest: dict[str, str]) -> dict[str, Any]:
+def _flavor_config(prepared: Prepared, serialization_format: str, manifest: dict[str, str]) -> dict[str, Any]:
     engine = prepared.engine
     return {
         "library_version": __version__,
@@ -281,6 +62,7 @@ def _flavor_config(prepared: _Prepared, serialization_format: str, manifest: dic
         "features": [spec.to_dict() for spec in prepared.features],
         "explainers": {
             "shap": {"method": prepared.method, "units": engine.units, "exact": engine.explainer.exact},
+            "lime": {key: value for key, value in prepared.lime_explainer.state()["settings"].items()},
             "defaults": engine.settings.to_dict(),
             "background_rows": len(prepared.background),
         },
@@ -296,7 +78,7 @@ def _flavor_config(prepared: _Prepared, serialization_format: str, manifest: dic
 
 
 def _write_model(
-    prepared: _Prepared,
+    prepared: Prepared,
     path: Path,
     mlflow_model: Model | None,
     serialization_format: str,
@@ -326,6 +108,7 @@ def _write_model(
                 "settings": engine.settings.to_dict(),
             },
             prepared.background,
+            prepared.lime_explainer.state(),
         )
         mlflow_model = mlflow_model or Model()
         mlflow.pyfunc.save_model(
@@ -354,6 +137,8 @@ def save_model(
     background_size: int = 100,
     shap_orderings: int = 10,
     max_shap_orderings: int = 100,
+    lime_settings: dict[str, Any] | None = None,
+    max_num_samples: int = 20_000,
     top_k: int = 0,
     seed: int = 0,
     serialization_format: str = "auto",
@@ -364,7 +149,7 @@ def save_model(
     extra_pip_requirements: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     mlflow_model: Model | None = None,
-    _prepared: _Prepared | None = None,
+    _prepared: Prepared | None = None,
 ) -> None:
     """Save an estimator with its SHAP explainer as an MLflow model directory.
 
@@ -382,7 +167,9 @@ def save_model(
         Raw training rows with the columns the estimator was fitted on. A sample of
         ``background_size`` rows is stored with the model.
     explainers : str or tuple of str
-        Explainers run by ``predict`` unless a request says otherwise: ``("shap",)`` or ``()``.
+        Explainers run by ``predict`` unless a request says otherwise: any of ``"shap"`` and
+        ``"lime"``, or ``()``. The state of both is always stored, so a request may ask for
+        either.
     shap_method : {"auto", "tree", "linear", "permutation"}
         ``"auto"`` picks exact TreeSHAP for tree models, exact linear SHAP for linear ones
         and sampled permutation SHAP for the rest.
@@ -392,6 +179,13 @@ def save_model(
         Feature orderings sampled per row by permutation SHAP, by default.
     max_shap_orderings : int
         Largest ``shap_orderings`` a request may ask for.
+    lime_settings : dict, optional
+        Fields of :class:`explainable_model.explainers.lime.LimeSettings` other than ``mode``:
+        ``discretize_continuous``, ``discretizer``, ``kernel_width``, ``feature_selection``,
+        ``num_features`` (default: 10, or the number of features if smaller), ``num_samples``
+        (default 5000), ``sample_around_instance``, ``max_batch_rows``.
+    max_num_samples : int
+        Largest LIME ``num_samples`` a request may ask for.
     top_k : int
         Reason columns returned by default.
     seed : int
@@ -422,17 +216,21 @@ def save_model(
     AdditivityError
         If an exact explainer's attributions do not add up to the model output.
     """
-    prepared = _prepared or _prepare(
+    prepared = _prepared or prepare(
         estimator,
         background_data,
-        explainers,
-        shap_method,
-        background_size,
-        shap_orderings,
-        max_shap_orderings,
-        top_k,
-        seed,
-        serialization_format,
+        SaveOptions(
+            explainers=explainers,
+            shap_method=shap_method,
+            background_size=background_size,
+            shap_orderings=shap_orderings,
+            max_shap_orderings=max_shap_orderings,
+            lime_settings=dict(lime_settings or {}),
+            max_num_samples=max_num_samples,
+            top_k=top_k,
+            seed=seed,
+            serialization_format=serialization_format,
+        ),
         signature,
         input_example,
     )
@@ -459,6 +257,8 @@ def log_model(
     background_size: int = 100,
     shap_orderings: int = 10,
     max_shap_orderings: int = 100,
+    lime_settings: dict[str, Any] | None = None,
+    max_num_samples: int = 20_000,
     top_k: int = 0,
     seed: int = 0,
     serialization_format: str = "auto",
@@ -499,17 +299,21 @@ def log_model(
     ...                  registered_model_name="credit")  # doctest: +SKIP
     >>> scored = mlflow.pyfunc.load_model(info.model_uri).predict(X_new)  # doctest: +SKIP
     """
-    prepared = _prepare(
+    prepared = prepare(
         estimator,
         background_data,
-        explainers,
-        shap_method,
-        background_size,
-        shap_orderings,
-        max_shap_orderings,
-        top_k,
-        seed,
-        serialization_format,
+        SaveOptions(
+            explainers=explainers,
+            shap_method=shap_method,
+            background_size=background_size,
+            shap_orderings=shap_orderings,
+            max_shap_orderings=max_shap_orderings,
+            lime_settings=dict(lime_settings or {}),
+            max_num_samples=max_num_samples,
+            top_k=top_k,
+            seed=seed,
+            serialization_format=serialization_format,
+        ),
         signature,
         input_example,
     )

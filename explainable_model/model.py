@@ -12,6 +12,7 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from explainable_model.engine import ExplanationEngine
 from explainable_model.explainers import build_shap_explainer
+from explainable_model.explainers.lime import LimeExplainer
 from explainable_model.params import ExplanationSettings
 from explainable_model.persistence import (
     ESTIMATOR_ARTIFACT,
@@ -31,7 +32,7 @@ def load_engine(model_root: Path, estimator_path: Path, state_path: Path) -> Exp
     config = Model.load(str(model_root / "MLmodel")).flavors[FLAVOR_NAME]
     verify_manifest(model_root, config["manifest"])
 
-    features, explainers, background = read_state(state_path)
+    features, explainers, background, lime_state = read_state(state_path)
     estimator = load_estimator(estimator_path, config["estimator"]["serialization_format"])
     settings = ExplanationSettings(**explainers["settings"])
     shap_state = explainers["shap"]
@@ -47,8 +48,9 @@ def load_engine(model_root: Path, estimator_path: Path, state_path: Path) -> Exp
     logger.info(
         "Loaded %s with %s SHAP in %s units.", config["estimator"]["class"], shap_state["method"], shap_state["units"]
     )
+    lime_explainer = None if lime_state is None else LimeExplainer.from_state(lime_state, features)
     return ExplanationEngine(
-        estimator, features, config["task"], config["classes"], shap_state["units"], explainer, settings
+        estimator, features, config["task"], config["classes"], shap_state["units"], explainer, settings, lime_explainer
     )
 
 

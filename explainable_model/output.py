@@ -27,6 +27,10 @@ EXPLAINED_CLASS = "explained_class"
 SHAP = "shap"
 SHAP_BASE_VALUE = "shap_base_value"
 SHAP_UNITS = "shap_units"
+LIME = "lime"
+LIME_INTERCEPT = "lime_intercept"
+LIME_LOCAL_PREDICTION = "lime_local_prediction"
+LIME_SCORE = "lime_score"
 REASON_FEATURE = "reason_feature"
 REASON_VALUE = "reason_value"
 REASON_ATTRIBUTION = "reason_attribution"
@@ -38,10 +42,15 @@ KINDS = (
     SHAP,
     SHAP_BASE_VALUE,
     SHAP_UNITS,
+    LIME,
+    LIME_INTERCEPT,
+    LIME_LOCAL_PREDICTION,
+    LIME_SCORE,
     REASON_FEATURE,
     REASON_VALUE,
     REASON_ATTRIBUTION,
 )
+_REASON_KINDS = (REASON_FEATURE, REASON_VALUE, REASON_ATTRIBUTION)
 
 _ESCAPES = (("%", "%25"), (":", "%3A"), ("@", "%40"))
 
@@ -104,9 +113,19 @@ def parse_column(name: str) -> ParsedColumn:
     ParsedColumn(kind='shap', class_label='bad', feature='Income')
     >>> parse_column("shap:a:b")
     ParsedColumn(kind='shap', class_label=None, feature='a:b')
+
+    Raises
+    ------
+    ValueError
+        If the kind is not one that this library writes.
     """
     head, separator, feature = name.partition(":")
     kind, at, label = head.partition("@")
+    base, _, rank = kind.rpartition("_")
+    if kind not in KINDS and not (base in _REASON_KINDS and rank.isdigit()):
+        raise ValueError(
+            f"{name!r} is not an explainable_model output column; its kind {kind!r} is not one of {KINDS}."
+        )
     return ParsedColumn(
         kind=kind,
         class_label=unescape_class(label) if at else None,

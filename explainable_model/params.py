@@ -9,7 +9,7 @@ from mlflow.types import ParamSchema, ParamSpec
 
 from explainable_model.exceptions import InvalidParameterError
 
-EXPLAINER_NAMES = ("shap",)
+EXPLAINER_NAMES = ("shap", "lime")
 AUTO_CLASS = "auto"
 PREDICTED_CLASS = "predicted"
 ALL_CLASSES = "all"
@@ -22,7 +22,8 @@ class ExplanationSettings:
     Attributes
     ----------
     explainers : str
-        Comma-separated explainers run by default: ``"shap"``, or ``"none"``.
+        Comma-separated explainers run by default: ``"shap"``, ``"lime"``, ``"shap,lime"`` or
+        ``"none"``.
     top_k : int
         Reason columns added by default.
     explained_class : str
@@ -34,6 +35,12 @@ class ExplanationSettings:
         Feature orderings that permutation SHAP samples per row.
     max_shap_orderings : int
         Largest ``shap_orderings`` that a request may ask for.
+    num_samples : int
+        Perturbed samples per row that LIME scores.
+    max_num_samples : int
+        Largest ``num_samples`` that a request may ask for.
+    num_features : int
+        Largest number of features in one LIME explanation.
     """
 
     explainers: str = "shap"
@@ -42,6 +49,9 @@ class ExplanationSettings:
     seed: int = 0
     shap_orderings: int = 10
     max_shap_orderings: int = 100
+    num_samples: int = 5000
+    max_num_samples: int = 20_000
+    num_features: int = 10
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,9 +66,19 @@ class RequestOptions:
     explained_class: str
     seed: int
     shap_orderings: int
+    num_samples: int
+    num_features: int
 
 
-_TYPES = {"explainers": str, "top_k": int, "explained_class": str, "seed": int, "shap_orderings": int}
+_TYPES = {
+    "explainers": str,
+    "top_k": int,
+    "explained_class": str,
+    "seed": int,
+    "shap_orderings": int,
+    "num_samples": int,
+    "num_features": int,
+}
 
 
 def param_schema(settings: ExplanationSettings) -> ParamSchema:
@@ -70,6 +90,8 @@ def param_schema(settings: ExplanationSettings) -> ParamSchema:
             ParamSpec("explained_class", "string", settings.explained_class),
             ParamSpec("seed", "long", settings.seed),
             ParamSpec("shap_orderings", "long", settings.shap_orderings),
+            ParamSpec("num_samples", "long", settings.num_samples),
+            ParamSpec("num_features", "long", settings.num_features),
         ]
     )
 
@@ -145,6 +167,20 @@ def parse_params(
         raise InvalidParameterError(
             f"Parameter 'shap_orderings' must be between 1 and {settings.max_shap_orderings}, got {orderings}."
         )
+    num_samples = merged["num_samples"]
+    if not 2 <= num_samples <= settings.max_num_samples:
+        raise InvalidParameterError(
+            f"Parameter 'num_samples' must be between 2 and {settings.max_num_samples}, got {num_samples}."
+        )
+    num_features = merged["num_features"]
+    if not 1 <= num_features <= n_features:
+        raise InvalidParameterError(f"Parameter 'num_features' must be between 1 and {n_features}, got {num_features}.")
+    explainers = parse_explainers(merged["explainers"])
+    if top_k and not explainers:
+        raise InvalidParameterError(
+            f"Parameter 'top_k' is {top_k}, but reasons need an explainer and 'explainers' is 'none'; "
+            "request 'shap' or 'lime', or set top_k to 0."
+        )
     explained_class = merged["explained_class"]
     allowed_classes = [AUTO_CLASS, PREDICTED_CLASS, ALL_CLASSES, *(class_labels or [])]
     if class_labels is None and explained_class != AUTO_CLASS:
@@ -158,9 +194,11 @@ def parse_params(
             f"got {explained_class!r}."
         )
     return RequestOptions(
-        explainers=parse_explainers(merged["explainers"]),
+        explainers=explainers,
         top_k=top_k,
         explained_class=explained_class,
         seed=merged["seed"],
         shap_orderings=orderings,
+        num_samples=num_samples,
+        num_features=num_features,
     )

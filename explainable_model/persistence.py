@@ -3,7 +3,7 @@
 Layout inside the MLflow model directory::
 
     artifacts/estimator/          the estimator as an mlflow.sklearn model (loadable alone)
-    artifacts/explainer_state/    features.json, explainers.json, background.parquet
+    artifacts/explainer_state/    features.json, explainers.json, background.parquet, lime.json
 
 No explainer object is pickled: explainers are rebuilt from these files when the model loads,
 so a model keeps loading across ``shap`` releases.
@@ -42,6 +42,7 @@ SERIALIZATION_FORMATS = ("auto", SKOPS, CLOUDPICKLE)
 _FEATURES_FILE = "features.json"
 _EXPLAINERS_FILE = "explainers.json"
 _BACKGROUND_FILE = "background.parquet"
+_LIME_FILE = "lime.json"
 # Files that MLflow writes or rewrites after the model is saved; they are not in the manifest.
 _UNLISTED = {"MLmodel", "registered_model_meta", "environment_variables.txt"}
 
@@ -201,20 +202,29 @@ def load_estimator(path: Path, serialization_format: str) -> Any:
     return mlflow.sklearn.load_model(str(path))
 
 
-def write_state(path: Path, features: list[FeatureSpec], explainers: dict[str, Any], background: pd.DataFrame) -> None:
-    """Write the explainers' state: feature specs, settings and background sample."""
+def write_state(
+    path: Path,
+    features: list[FeatureSpec],
+    explainers: dict[str, Any],
+    background: pd.DataFrame,
+    lime_state: dict[str, Any],
+) -> None:
+    """Write the explainers' state: feature specs, settings, background sample and LIME statistics."""
     path.mkdir(parents=True)
     (path / _FEATURES_FILE).write_text(json.dumps([spec.to_dict() for spec in features], indent=2))
     (path / _EXPLAINERS_FILE).write_text(json.dumps(explainers, indent=2, sort_keys=True))
     background.to_parquet(path / _BACKGROUND_FILE, index=False)
+    (path / _LIME_FILE).write_text(json.dumps(lime_state, allow_nan=False))
 
 
-def read_state(path: Path) -> tuple[list[FeatureSpec], dict[str, Any], pd.DataFrame]:
+def read_state(path: Path) -> tuple[list[FeatureSpec], dict[str, Any], pd.DataFrame, dict[str, Any] | None]:
     """Read what :func:`write_state` wrote, with the background in the training dtypes."""
     features = [FeatureSpec.from_dict(item) for item in json.loads((path / _FEATURES_FILE).read_text())]
     explainers = json.loads((path / _EXPLAINERS_FILE).read_text())
     background = restore_dtypes(pd.read_parquet(path / _BACKGROUND_FILE), features)
-    return features, explainers, background
+    lime_path = path / _LIME_FILE
+    lime_state = json.loads(lime_path.read_text()) if lime_path.is_file() else None
+    return features, explainers, background, lime_state
 
 
 def _listed_files(root: Path) -> list[Path]:

@@ -80,6 +80,8 @@ def test_signature_declares_inputs_outputs_params(saved, credit_xy):
         "explained_class",
         "seed",
         "shap_orderings",
+        "num_samples",
+        "num_features",
     }
 
 
@@ -90,7 +92,7 @@ def test_input_example_stored(saved):
 def test_explainer_state_is_portable(saved):
     state = sorted(p.name for p in (saved / "artifacts" / "explainer_state").iterdir())
 
-    assert state == ["background.parquet", "explainers.json", "features.json"]
+    assert state == ["background.parquet", "explainers.json", "features.json", "lime.json"]
 
 
 def test_model_code_and_package_source_travel_with_model(saved):
