@@ -13,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,11 @@ def credit_server(credit_model, tmp_path_factory) -> Iterator[str]:
 
 
 # Request parameters of the value checks, by test id.
-PARAMS = {"defaults": None, "top3_bad": {"top_k": 3, "explained_class": "bad"}}
+PARAMS = {
+    "defaults": None,
+    "top3_bad": {"top_k": 3, "explained_class": "bad"},
+    "shap_and_lime": {"explainers": "shap,lime", "num_samples": 500, "top_k": 2},
+}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +157,39 @@ def test_served_response_is_strict_json(credit_responses, case):
 def test_request_rows_have_missing_values(credit_rows):
     # The value checks above cover missing inputs only if their payload contains nulls.
     assert "null" in json.dumps(split_payload(credit_rows))
+
+
+# The same LIME request, repeated in a row and from concurrent clients.
+REPEATED_PARAMS = {"explainers": "shap,lime", "num_samples": 500}
+SEQUENTIAL_REQUESTS = 20
+CLIENT_THREADS = 4
+REQUESTS_PER_THREAD = 5
+
+
+@pytest.fixture(scope="module")
+def repeated_bodies(credit_server, credit_rows) -> tuple[list[bytes], list[bytes]]:
+    body = split_payload(credit_rows.iloc[:5], REPEATED_PARAMS)
+    sequential = [post_json(credit_server, body).content for _ in range(SEQUENTIAL_REQUESTS)]
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        concurrent = list(
+            pool.map(lambda _: post_json(credit_server, body).content, range(CLIENT_THREADS * REQUESTS_PER_THREAD))
+        )
+    return sequential, concurrent
+
+
+def test_repeated_requests_get_identical_bytes(repeated_bodies):
+    sequential, _ = repeated_bodies
+    assert len(set(sequential)) == 1
+
+
+def test_concurrent_requests_get_identical_bytes(repeated_bodies):
+    sequential, concurrent = repeated_bodies
+    assert set(concurrent) == {sequential[0]}
+
+
+def test_repeated_response_has_lime_columns(repeated_bodies):
+    first = strict_json(repeated_bodies[0][0].decode())["predictions"][0]
+    assert "lime:Income" in first
 
 
 def _with(frame: pd.DataFrame, **columns: Any) -> pd.DataFrame:
@@ -216,6 +254,42 @@ BAD_REQUESTS: list[BadRequest] = [
         lambda rows: (split_payload(rows, {"explainers": "magic"}), "application/json"),
         400,
         "unknown explainer 'magic'",
+    ),
+    (
+        "num_samples_too_small",
+        lambda rows: (split_payload(rows, {"explainers": "lime", "num_samples": 1}), "application/json"),
+        400,
+        "Parameter 'num_samples' must be between 2 and 20000, got 1",
+    ),
+    (
+        "num_samples_over_limit",
+        lambda rows: (split_payload(rows, {"explainers": "lime", "num_samples": 1000000}), "application/json"),
+        400,
+        "Parameter 'num_samples' must be between 2 and 20000, got 1000000",
+    ),
+    (
+        "num_features_zero",
+        lambda rows: (split_payload(rows, {"explainers": "lime", "num_features": 0}), "application/json"),
+        400,
+        "Parameter 'num_features' must be between 1 and 13, got 0",
+    ),
+    (
+        "shap_orderings_over_limit",
+        lambda rows: (split_payload(rows, {"shap_orderings": 101}), "application/json"),
+        400,
+        "Parameter 'shap_orderings' must be between 1 and 100, got 101",
+    ),
+    (
+        "top_k_without_explainer",
+        lambda rows: (split_payload(rows, {"explainers": "none", "top_k": 3}), "application/json"),
+        400,
+        "reasons need an explainer",
+    ),
+    (
+        "top_k_not_an_integer",
+        lambda rows: (split_payload(rows, {"top_k": "three"}), "application/json"),
+        400,
+        "top_k",
     ),
 ]
 BAD_CASES = {case: build for case, build, _, _ in BAD_REQUESTS}
@@ -459,3 +533,14 @@ def test_model_serves_without_explainable_model(bare_served, credit_model, credi
     assert response.status_code == 200, response.text
     row = credit_rows.iloc[[COMPLETE_ROWS]]
     assert frame_mismatches(response.json()["predictions"], credit_model.local.predict(row)) == []
+
+
+def test_undeclared_param_dropped_by_mlflow_serve(credit_server, credit_rows):
+    # mlflow models serve drops parameters that the signature does not declare, with a
+    # warning in its log, so the request is scored with the defaults.
+    rows = credit_rows.iloc[:2]
+    dropped = post_json(credit_server, split_payload(rows, {"topk": 3}))
+    default = post_json(credit_server, split_payload(rows))
+
+    assert dropped.status_code == 200
+    assert dropped.content == default.content
