@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from explainable_model import output as columns
-from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION, model_output
+from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION
 from explainable_model.exceptions import InvalidInputError, InvalidParameterError
 from explainable_model.explainers import Attributions, ShapExplainer
 from explainable_model.explainers.lime import LimeExplainer, LimeExplanation
@@ -133,13 +133,6 @@ class ExplanationEngine:
     def explain(self, frame: pd.DataFrame, seed: int = 0) -> Attributions:
         """Return raw SHAP attributions for ``frame`` in the explainer's layout."""
         return self.explainer.explain(self.prepare(frame), seed=seed, n_orderings=self.settings.shap_orderings)
-
-    def additivity_error(self, frame: pd.DataFrame) -> float:
-        """Return the largest gap between base value plus attributions and the model output."""
-        rows = self.prepare(frame)
-        attributions = self.explainer.explain(rows, seed=self.settings.seed)
-        expected = model_output(self.estimator, rows, self.units, self.task)
-        return float(np.max(np.abs(attributions.output() - expected)))
 
     def _targets(self, predictions: np.ndarray, requested: str) -> list[_Target]:
         """Return which class each row explains: one target, or one per class for "all"."""

@@ -18,15 +18,17 @@ from mlflow.utils.model_utils import _validate_and_prepare_target_save_path
 
 from explainable_model._version import __version__
 from explainable_model.engine import ExplanationEngine
+from explainable_model.estimators import final_estimator
 from explainable_model.exceptions import ExplainableModelError
 from explainable_model.explainers import Attributions
 from explainable_model.features import check_columns
 from explainable_model.model import FLAVOR_NAME
+from explainable_model.native import is_booster_model
 from explainable_model.persistence import (
     ESTIMATOR_ARTIFACT,
     STATE_ARTIFACT,
     build_manifest,
-    save_estimator,
+    save_any_estimator,
     write_state,
 )
 from explainable_model.preparation import Prepared, SaveOptions, prepare
@@ -48,12 +50,18 @@ _REQUIRED_DISTRIBUTIONS = (
 )
 
 
-def default_requirements() -> list[str]:
-    """Return the pip requirements of a saved model: the packages it loads, pinned."""
-    return [f"{name}=={importlib_metadata.version(name)}" for name in _REQUIRED_DISTRIBUTIONS]
+def default_requirements(estimator: Any = None) -> list[str]:
+    """Return the pip requirements of a saved model: the packages it loads, pinned.
+
+    XGBoost or LightGBM is added when ``estimator`` ends in one of their boosters.
+    """
+    names = list(_REQUIRED_DISTRIBUTIONS)
+    if estimator is not None and is_booster_model(final_estimator(estimator)):
+        names.append(final_estimator(estimator).facts.library)
+    return [f"{name}=={importlib_metadata.version(name)}" for name in names]
 
 
-def _flavor_config(prepared: Prepared, serialization_format: str, manifest: dict[str, str]) -> dict[str, Any]:
+def _flavor_config(prepared: Prepared, formats: dict[str, Any], manifest: dict[str, str]) -> dict[str, Any]:
     engine = prepared.engine
     return {
         "library_version": __version__,
@@ -71,7 +79,7 @@ def _flavor_config(prepared: Prepared, serialization_format: str, manifest: dict
         "estimator": {
             "class": f"{type(prepared.estimator).__module__}.{type(prepared.estimator).__name__}",
             "path": f"artifacts/{ESTIMATOR_ARTIFACT}",
-            "serialization_format": serialization_format,
+            **formats,
         },
         "manifest": manifest,
     }
@@ -87,11 +95,11 @@ def _write_model(
     extra_pip_requirements: list[str] | None,
     metadata: dict[str, Any] | None,
 ) -> None:
-    requirements = default_requirements() if pip_requirements is None else list(pip_requirements)
+    requirements = default_requirements(prepared.estimator) if pip_requirements is None else list(pip_requirements)
     with tempfile.TemporaryDirectory() as staging:
         estimator_dir = Path(staging, ESTIMATOR_ARTIFACT)
         state_dir = Path(staging, STATE_ARTIFACT)
-        used_format = save_estimator(
+        formats = save_any_estimator(
             prepared.estimator,
             estimator_dir,
             serialization_format,
@@ -124,7 +132,7 @@ def _write_model(
             mlflow_model=mlflow_model,
         )
     manifest = build_manifest(path)
-    mlflow_model.add_flavor(FLAVOR_NAME, **_flavor_config(prepared, used_format, manifest))
+    mlflow_model.add_flavor(FLAVOR_NAME, **_flavor_config(prepared, formats, manifest))
     mlflow_model.save(str(path / "MLmodel"))
 
 

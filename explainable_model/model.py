@@ -17,7 +17,7 @@ from explainable_model.params import ExplanationSettings
 from explainable_model.persistence import (
     ESTIMATOR_ARTIFACT,
     STATE_ARTIFACT,
-    load_estimator,
+    load_any_estimator,
     read_state,
     verify_manifest,
 )
@@ -33,7 +33,7 @@ def load_engine(model_root: Path, estimator_path: Path, state_path: Path) -> Exp
     verify_manifest(model_root, config["manifest"])
 
     features, explainers, background, lime_state = read_state(state_path)
-    estimator = load_estimator(estimator_path, config["estimator"]["serialization_format"])
+    estimator = load_any_estimator(estimator_path, config["estimator"])
     settings = ExplanationSettings(**explainers["settings"])
     shap_state = explainers["shap"]
     explainer = build_shap_explainer(

@@ -27,9 +27,12 @@ import pandas as pd
 from mlflow.environment_variables import MLFLOW_ALLOW_PICKLE_DESERIALIZATION
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from sklearn.pipeline import Pipeline
 
+from explainable_model.estimators import final_estimator, preprocessor
 from explainable_model.exceptions import ModelIntegrityError, UnsupportedEstimatorError
 from explainable_model.features import FeatureSpec, restore_dtypes
+from explainable_model.native import is_booster_model, load_booster, save_booster
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ _FEATURES_FILE = "features.json"
 _EXPLAINERS_FILE = "explainers.json"
 _BACKGROUND_FILE = "background.parquet"
 _LIME_FILE = "lime.json"
+_COMPOSITION_FILE = "composition.json"
 # Files that MLflow writes or rewrites after the model is saved; they are not in the manifest.
 _UNLISTED = {"MLmodel", "registered_model_meta", "environment_variables.txt"}
 
@@ -161,13 +165,22 @@ def save_estimator(
     ) from last_error
 
 
+def _outputs(estimator: Any, rows: pd.DataFrame) -> np.ndarray:
+    # A Pipeline's preprocessing, saved apart from a booster, has no predict.
+    output = estimator.predict(rows) if hasattr(estimator, "predict") else estimator.transform(rows)
+    return np.asarray(output.toarray() if hasattr(output, "toarray") else output)
+
+
 def _check_round_trip(estimator: Any, path: Path, fmt: str, rows: pd.DataFrame) -> None:
     if fmt != SKOPS and not MLFLOW_ALLOW_PICKLE_DESERIALIZATION.get():
         logger.warning("Pickle deserialization is disabled, so the %s estimator was not loaded back to check it.", fmt)
         return
-    loaded = load_estimator(path, fmt)
-    expected = np.asarray(estimator.predict(rows))
-    received = np.asarray(loaded.predict(rows))
+    _compare_outputs(estimator, load_estimator(path, fmt), rows, fmt)
+
+
+def _compare_outputs(estimator: Any, loaded: Any, rows: pd.DataFrame, fmt: str) -> None:
+    expected = _outputs(estimator, rows)
+    received = _outputs(loaded, rows)
     # Forests predicting on several threads add tree outputs in any order, so float
     # predictions of one model can differ in the last bits between two calls.
     if expected.dtype.kind == "f":
@@ -200,6 +213,61 @@ def load_estimator(path: Path, serialization_format: str) -> Any:
             "estimator."
         )
     return mlflow.sklearn.load_model(str(path))
+
+
+def save_any_estimator(
+    estimator: Any,
+    path: Path,
+    serialization_format: str,
+    requirements: list[str],
+    check_rows: pd.DataFrame,
+    skops_trusted_types: list[str] | None = None,
+) -> dict[str, Any]:
+    """Save a scikit-learn estimator, or a booster with its preprocessing, and describe the formats.
+
+    A Pipeline ending in an XGBoost or LightGBM booster is stored in two parts: the steps before
+    it as an mlflow.sklearn model in ``preprocessor/``, and the booster in its native format in
+    ``booster/``. Anything else is one mlflow.sklearn model.
+
+    Returns
+    -------
+    dict
+        ``serialization_format`` of the scikit-learn part (None when there is none) and
+        ``booster`` (``"xgboost"``, ``"lightgbm"`` or None), as :func:`load_any_estimator` reads them.
+    """
+    final = final_estimator(estimator)
+    if not is_booster_model(final):
+        whole = save_estimator(estimator, path, serialization_format, requirements, check_rows, skops_trusted_types)
+        return {"serialization_format": whole, "booster": None}
+
+    path.mkdir(parents=True)
+    steps = preprocessor(estimator)
+    fmt: str | None = None
+    if steps is not None:
+        fmt = save_estimator(
+            steps, path / "preprocessor", serialization_format, requirements, check_rows, skops_trusted_types
+        )
+    save_booster(final, path / "booster")
+    (path / _COMPOSITION_FILE).write_text(json.dumps({"final_step": _final_step_name(estimator)}))
+    description = {"serialization_format": fmt, "booster": final.facts.library}
+    _compare_outputs(estimator, load_any_estimator(path, description), check_rows, final.facts.library)
+    return description
+
+
+def _final_step_name(estimator: Any) -> str | None:
+    return estimator.steps[-1][0] if isinstance(estimator, Pipeline) else None
+
+
+def load_any_estimator(path: Path, description: dict[str, Any]) -> Any:
+    """Load what :func:`save_any_estimator` saved, given the description it returned."""
+    if not description.get("booster"):
+        return load_estimator(path, description["serialization_format"])
+    booster = load_booster(path / "booster")
+    if description.get("serialization_format") is None:
+        return booster
+    steps = load_estimator(path / "preprocessor", description["serialization_format"])
+    final_step = json.loads((path / _COMPOSITION_FILE).read_text())["final_step"]
+    return Pipeline([*steps.steps, (final_step, booster)])
 
 
 def write_state(

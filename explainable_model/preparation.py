@@ -18,10 +18,17 @@ from mlflow.models import ModelSignature
 from explainable_model.engine import ExplanationEngine
 from explainable_model.estimators import REGRESSION, check_fitted, detect_task, final_estimator, model_output
 from explainable_model.exceptions import AdditivityError, InvalidInputError, InvalidParameterError
-from explainable_model.explainers import SHAP_METHODS, build_shap_explainer, choose_shap_method, shap_units
+from explainable_model.explainers import (
+    SHAP_METHODS,
+    Attributions,
+    build_shap_explainer,
+    choose_shap_method,
+    shap_units,
+)
 from explainable_model.explainers.factory import transformed_groups
 from explainable_model.explainers.lime import LimeExplainer
 from explainable_model.features import FeatureSpec, coerce_frame, describe_features
+from explainable_model.native import adopt_feature_names, to_booster_model
 from explainable_model.params import ExplanationSettings, parse_explainers
 from explainable_model.persistence import SERIALIZATION_FORMATS
 from explainable_model.signature import build_signature
@@ -31,6 +38,7 @@ logger = logging.getLogger(__name__)
 # An exact method passes the additivity check when base value plus attributions match the
 # model output to this tolerance, scaled by the output's magnitude when it is above 1.
 ADDITIVITY_TOLERANCE = 1e-6
+FLOAT32_RELATIVE_TOLERANCE = 1e-5
 _ADDITIVITY_ROWS_EXACT = 200
 _ADDITIVITY_ROWS_SAMPLED = 20
 _EXAMPLE_ROWS = 5
@@ -129,6 +137,8 @@ def _ordered_features(estimator: Any, background_data: pd.DataFrame) -> pd.DataF
         )
         return frame
     fitted = [str(name) for name in fitted]
+    if adopt_feature_names(estimator, list(frame.columns)):
+        return frame
     missing = [name for name in fitted if name not in frame.columns]
     unexpected = [name for name in frame.columns if name not in fitted]
     if missing or unexpected:
@@ -199,6 +209,7 @@ def prepare(
     """
     _check_background(background_data)
     options.check()
+    estimator = to_booster_model(estimator)
     check_fitted(estimator)
 
     frame = _ordered_features(estimator, background_data).reset_index(drop=True)
@@ -258,16 +269,35 @@ def prepare(
     )
 
 
+def additivity_tolerance(engine: ExplanationEngine, rows: pd.DataFrame, attributions: Attributions) -> float:
+    """Return the largest additivity error accepted for an exact explainer on ``rows``.
+
+    It is ADDITIVITY_TOLERANCE, scaled by the mean absolute model output when that is above 1.
+    An explainer that computes in float32 (XGBoost's contributions) is allowed
+    FLOAT32_RELATIVE_TOLERANCE times the largest ``|base value| + sum(|attributions|)``, the
+    rounding that float32 sums can reach.
+    """
+    output = model_output(engine.estimator, rows, engine.units, engine.task)
+    tolerance = ADDITIVITY_TOLERANCE * max(1.0, float(np.mean(np.abs(output))))
+    if engine.explainer.single_precision:
+        magnitude = np.abs(attributions.base_values) + np.abs(attributions.values).sum(axis=1)
+        tolerance = max(tolerance, FLOAT32_RELATIVE_TOLERANCE * float(magnitude.max()))
+    return tolerance
+
+
 def _check_additivity(engine: ExplanationEngine, rows: pd.DataFrame, method: str) -> float:
-    error = engine.additivity_error(rows)
-    scale = max(1.0, float(np.mean(np.abs(model_output(engine.estimator, rows, engine.units, engine.task)))))
+    rows = engine.prepare(rows)
+    attributions = engine.explainer.explain(rows, seed=engine.settings.seed)
+    expected = model_output(engine.estimator, rows, engine.units, engine.task)
+    error = float(np.max(np.abs(attributions.output() - expected)))
     logger.info("Largest additivity error of %s SHAP on %d rows: %.3g.", method, len(rows), error)
-    if engine.explainer.exact and error > ADDITIVITY_TOLERANCE * scale:
+    tolerance = additivity_tolerance(engine, rows, attributions)
+    if engine.explainer.exact and error > tolerance:
         raise AdditivityError(
             f"{method} SHAP attributions do not add up to the model output: base value plus "
             f"attributions differ from it by up to {error:.3g} {engine.units} on {len(rows)} "
-            f"background rows (tolerance {ADDITIVITY_TOLERANCE * scale:.3g}). The explainer does not "
-            "match this estimator; save with shap_method='permutation' to explain it model-agnostically."
+            f"background rows (tolerance {tolerance:.3g}). The explainer does not match this "
+            "estimator; save with shap_method='permutation' to explain it model-agnostically."
         )
     return error
 

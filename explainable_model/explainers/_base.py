@@ -38,6 +38,9 @@ class ShapExplainer(ABC):
 
     method: str = ""
     exact: bool = True
+    # True for explainers whose values are computed in float32, so that additivity holds only
+    # to float32 rounding.
+    single_precision: bool = False
 
     @abstractmethod
     def explain(self, frame: pd.DataFrame, seed: int = 0, n_orderings: int | None = None) -> Attributions:

@@ -29,9 +29,11 @@ from explainable_model.estimators import (
 from explainable_model.exceptions import UnsupportedEstimatorError
 from explainable_model.explainers._base import ShapExplainer
 from explainable_model.explainers.linear import LinearShapExplainer
+from explainable_model.explainers.native_tree import NativeTreeShapExplainer
 from explainable_model.explainers.permutation import PermutationShapExplainer
 from explainable_model.explainers.tree import TreeShapExplainer
 from explainable_model.features import FeatureSpec
+from explainable_model.native import is_booster_model
 from explainable_model.transforms import feature_groups, to_dense
 
 SHAP_METHODS = ("auto", "tree", "linear", "permutation")
@@ -61,6 +63,8 @@ _LOG_LOSS_CLASSIFIERS = (linear_model.LogisticRegression, linear_model.LogisticR
 
 
 def _is_tree_model(final: Any) -> bool:
+    if is_booster_model(final):
+        return True
     if not isinstance(final, _TREE_MODELS):
         return False
     # TreeSHAP in shap does not follow HistGradientBoosting's categorical splits.
@@ -84,11 +88,13 @@ def choose_shap_method(estimator: Any, groups_available: bool) -> str:
 
 def shap_units(estimator: Any, method: str, task: str) -> str:
     """Return the units of the model output that ``method`` explains for ``estimator``."""
-    if task == REGRESSION:
-        return TARGET
     final = final_estimator(estimator)
+    if task == REGRESSION and not (method == "tree" and is_booster_model(final)):
+        return TARGET
     margin = LOGIT if task == MULTICLASS else LOG_ODDS
     if method == "tree":
+        if is_booster_model(final) and task == REGRESSION:
+            return TARGET if final.facts.identity_link else MARGIN
         return PROBABILITY if isinstance(final, _FOREST_CLASSIFIERS) else margin
     if method == "linear":
         return margin if isinstance(final, _LOG_LOSS_CLASSIFIERS) or _has_log_loss(final) else MARGIN
@@ -155,6 +161,8 @@ def build_shap_explainer(
             raise UnsupportedEstimatorError(
                 f"shap_method='tree' does not support {type(final).__name__}; use 'auto' or 'permutation'."
             )
+        if is_booster_model(final):
+            return NativeTreeShapExplainer(estimator, groups)
         return TreeShapExplainer(estimator, task, groups, background_data)
     if method == "linear":
         if not _is_linear_model(final):
