@@ -150,6 +150,7 @@ def save_model(
     top_k: int = 0,
     seed: int = 0,
     serialization_format: str = "auto",
+    shap_n_jobs: int | None = None,
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -198,6 +199,11 @@ def save_model(
         Reason columns returned by default.
     seed : int
         Seed of the background sample and of sampling explainers, by default.
+    shap_n_jobs : int, optional
+        Processes that exact TreeSHAP of scikit-learn trees spreads a large request over, and
+        threads of XGBoost and LightGBM; all cores by default. The ``EXPLAINABLE_MODEL_N_JOBS``
+        environment variable overrides it where the model is loaded: set it to the cores per
+        worker when several server or batch workers load the model.
     serialization_format : {"auto", "skops", "cloudpickle"}
         Format of the estimator. ``"auto"`` uses skops when it can represent the estimator
         and cloudpickle otherwise.
@@ -238,6 +244,7 @@ def save_model(
             top_k=top_k,
             seed=seed,
             serialization_format=serialization_format,
+            shap_n_jobs=shap_n_jobs,
         ),
         signature,
         input_example,
@@ -270,6 +277,7 @@ def log_model(
     top_k: int = 0,
     seed: int = 0,
     serialization_format: str = "auto",
+    shap_n_jobs: int | None = None,
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -321,6 +329,7 @@ def log_model(
             top_k=top_k,
             seed=seed,
             serialization_format=serialization_format,
+            shap_n_jobs=shap_n_jobs,
         ),
         signature,
         input_example,

@@ -44,6 +44,7 @@ def load_engine(model_root: Path, estimator_path: Path, state_path: Path) -> Exp
         features,
         background,
         n_orderings=settings.shap_orderings,
+        n_jobs=settings.n_jobs,
     )
     logger.info(
         "Loaded %s with %s SHAP in %s units.", config["estimator"]["class"], shap_state["method"], shap_state["units"]

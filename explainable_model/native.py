@@ -92,6 +92,14 @@ class _BoosterModel(BaseEstimator):
     def __init__(self, booster: Any, facts: BoosterFacts) -> None:
         self.booster = booster
         self.facts = facts
+        self._threads: dict[str, int] = {}
+
+    def set_threads(self, n_threads: int) -> None:
+        """Limit the threads that the booster predicts and explains with."""
+        if self.facts.library == XGBOOST:
+            self.booster.set_param({"nthread": n_threads})
+        else:
+            self._threads = {"num_threads": n_threads}
 
     def __sklearn_is_fitted__(self) -> bool:
         return self.booster is not None
@@ -119,7 +127,7 @@ class _BoosterModel(BaseEstimator):
             xgboost = require(XGBOOST)
             matrix = xgboost.DMatrix(frame, enable_categorical=True)
             return np.asarray(self.booster.predict(matrix, **options))
-        return np.asarray(self.booster.predict(frame, **options))
+        return np.asarray(self.booster.predict(frame, **self._threads, **options))
 
     def margin(self, X: Any) -> np.ndarray:
         """Return the raw output before the link: shape (n_rows,) or (n_rows, n_classes)."""

@@ -41,6 +41,9 @@ class ExplanationSettings:
         Largest ``num_samples`` that a request may ask for.
     num_features : int
         Largest number of features in one LIME explanation.
+    n_jobs : int or None
+        Processes or threads that exact tree explainers use; None means all cores. The
+        ``EXPLAINABLE_MODEL_N_JOBS`` environment variable overrides it where the model runs.
     """
 
     explainers: str = "shap"
@@ -52,6 +55,7 @@ class ExplanationSettings:
     num_samples: int = 5000
     max_num_samples: int = 20_000
     num_features: int = 10
+    n_jobs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

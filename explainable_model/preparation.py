@@ -60,6 +60,7 @@ class SaveOptions:
     top_k: int = 0
     seed: int = 0
     serialization_format: str = "auto"
+    shap_n_jobs: int | None = None
 
     def explainer_names(self) -> str:
         names = self.explainers if isinstance(self.explainers, str) else ",".join(self.explainers)
@@ -87,6 +88,8 @@ class SaveOptions:
                 "lime_settings must be a dict of LimeSettings fields other than 'mode', which follows the "
                 f"estimator's task; got {self.lime_settings!r}."
             )
+        if self.shap_n_jobs is not None:
+            _check_positive("shap_n_jobs", self.shap_n_jobs)
         if self.serialization_format not in SERIALIZATION_FORMATS:
             raise InvalidParameterError(
                 f"serialization_format must be one of {SERIALIZATION_FORMATS}, got {self.serialization_format!r}."
@@ -235,12 +238,20 @@ def prepare(
         num_samples=lime_explainer.settings.num_samples,
         max_num_samples=options.max_num_samples,
         num_features=lime_explainer.settings.num_features,
+        n_jobs=options.shap_n_jobs,
     )
     groups = transformed_groups(estimator, background, len(features))
     method = choose_shap_method(estimator, groups is not None) if options.shap_method == "auto" else options.shap_method
     units = shap_units(estimator, method, task)
     explainer = build_shap_explainer(
-        estimator, method, task, units, features, background, n_orderings=options.shap_orderings
+        estimator,
+        method,
+        task,
+        units,
+        features,
+        background,
+        n_orderings=options.shap_orderings,
+        n_jobs=options.shap_n_jobs,
     )
     engine = ExplanationEngine(estimator, features, task, classes, units, explainer, settings, lime_explainer)
     logger.info("Explaining %s with %s SHAP in %s units.", type(final_estimator(estimator)).__name__, method, units)

@@ -30,6 +30,7 @@ from explainable_model.exceptions import UnsupportedEstimatorError
 from explainable_model.explainers._base import ShapExplainer
 from explainable_model.explainers.linear import LinearShapExplainer
 from explainable_model.explainers.native_tree import NativeTreeShapExplainer
+from explainable_model.explainers.parallel import resolve_n_jobs
 from explainable_model.explainers.permutation import PermutationShapExplainer
 from explainable_model.explainers.tree import TreeShapExplainer
 from explainable_model.features import FeatureSpec
@@ -129,6 +130,7 @@ def build_shap_explainer(
     features: list[FeatureSpec],
     background_data: pd.DataFrame,
     n_orderings: int = 10,
+    n_jobs: int | None = None,
 ) -> ShapExplainer:
     """Build the SHAP explainer named by ``method``.
 
@@ -162,8 +164,9 @@ def build_shap_explainer(
                 f"shap_method='tree' does not support {type(final).__name__}; use 'auto' or 'permutation'."
             )
         if is_booster_model(final):
+            final.set_threads(resolve_n_jobs(n_jobs))
             return NativeTreeShapExplainer(estimator, groups)
-        return TreeShapExplainer(estimator, task, groups, background_data)
+        return TreeShapExplainer(estimator, task, groups, background_data, n_jobs=n_jobs)
     if method == "linear":
         if not _is_linear_model(final):
             raise UnsupportedEstimatorError(

@@ -17,6 +17,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from explainable_model.estimators import BINARY, final_estimator, preprocessor
 from explainable_model.explainers._base import Attributions, ShapExplainer, group_columns
+from explainable_model.explainers.parallel import TreeShapPool, resolve_n_jobs
 from explainable_model.transforms import to_dense
 
 
@@ -64,31 +65,42 @@ class TreeShapExplainer(ShapExplainer):
         Map from transformed columns to raw features, None for a bare estimator.
     background_data : pandas.DataFrame
         Raw rows, used only to find the offsets of a multiclass GradientBoostingClassifier.
+    n_jobs : int or None
+        Processes that share large requests; see :mod:`explainable_model.explainers.parallel`.
     """
 
     method = "tree"
     exact = True
 
-    def __init__(self, estimator: Any, task: str, groups: np.ndarray | None, background_data: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        task: str,
+        groups: np.ndarray | None,
+        background_data: pd.DataFrame,
+        n_jobs: int | None = None,
+    ) -> None:
         self._preprocessor = preprocessor(estimator)
         self._task = task
         self._groups = groups
         final = final_estimator(estimator)
+        models: list[Any] = [final]
         if isinstance(final, GradientBoostingClassifier) and final.estimators_.shape[1] > 1:
             sample = self._transform(background_data.iloc[:1])
             models = _gradient_boosting_class_models(final, sample)
-            self._explainers = [shap.TreeExplainer(model) for model in models]
-        else:
-            self._explainers = [shap.TreeExplainer(final, feature_perturbation="tree_path_dependent")]
+        self._explainers = [shap.TreeExplainer(model, feature_perturbation="tree_path_dependent") for model in models]
+        self._pool = TreeShapPool(models, resolve_n_jobs(n_jobs))
 
     def _transform(self, frame: pd.DataFrame) -> np.ndarray:
         data = frame if self._preprocessor is None else self._preprocessor.transform(frame)
         return to_dense(data)
 
     def _raw_values(self, transformed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        results = self._pool.shap_values(transformed)
+        if results is None:
+            results = [np.asarray(e.shap_values(transformed, check_additivity=False)) for e in self._explainers]
         values, base = [], []
-        for explainer in self._explainers:
-            result = np.asarray(explainer.shap_values(transformed, check_additivity=False))
+        for explainer, result in zip(self._explainers, results, strict=True):
             # shap returns (n_rows, n_transformed) for one output and
             # (n_rows, n_transformed, n_outputs) for several.
             values.append(result[:, :, None] if result.ndim == 2 else result)
