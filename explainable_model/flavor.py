@@ -151,6 +151,7 @@ def save_model(
     seed: int = 0,
     serialization_format: str = "auto",
     shap_n_jobs: int | None = None,
+    output_space: str = "raw",
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -199,6 +200,12 @@ def save_model(
         Reason columns returned by default.
     seed : int
         Seed of the background sample and of sampling explainers, by default.
+    output_space : {"raw", "probability"}
+        Units of classifier attributions. ``"raw"`` explains the model's raw output: the
+        probability for forests, the margin (log-odds) for boosting and logistic models.
+        ``"probability"`` explains class probabilities: exact for tree models through
+        interventional TreeSHAP with the background data, checked for additivity here, and
+        estimated by permutation SHAP for models that use it. Linear SHAP rejects it.
     shap_n_jobs : int, optional
         Processes that exact TreeSHAP of scikit-learn trees spreads a large request over, and
         threads of XGBoost and LightGBM; all cores by default. The ``EXPLAINABLE_MODEL_N_JOBS``
@@ -245,6 +252,7 @@ def save_model(
             seed=seed,
             serialization_format=serialization_format,
             shap_n_jobs=shap_n_jobs,
+            output_space=output_space,
         ),
         signature,
         input_example,
@@ -278,6 +286,7 @@ def log_model(
     seed: int = 0,
     serialization_format: str = "auto",
     shap_n_jobs: int | None = None,
+    output_space: str = "raw",
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -330,6 +339,7 @@ def log_model(
             seed=seed,
             serialization_format=serialization_format,
             shap_n_jobs=shap_n_jobs,
+            output_space=output_space,
         ),
         signature,
         input_example,

@@ -25,7 +25,7 @@ from explainable_model.explainers import (
     choose_shap_method,
     shap_units,
 )
-from explainable_model.explainers.factory import transformed_groups
+from explainable_model.explainers.factory import OUTPUT_SPACES, transformed_groups
 from explainable_model.explainers.lime import LimeExplainer
 from explainable_model.features import FeatureSpec, coerce_frame, describe_features
 from explainable_model.native import adopt_feature_names, to_booster_model
@@ -61,6 +61,7 @@ class SaveOptions:
     seed: int = 0
     serialization_format: str = "auto"
     shap_n_jobs: int | None = None
+    output_space: str = "raw"
 
     def explainer_names(self) -> str:
         names = self.explainers if isinstance(self.explainers, str) else ",".join(self.explainers)
@@ -88,6 +89,8 @@ class SaveOptions:
                 "lime_settings must be a dict of LimeSettings fields other than 'mode', which follows the "
                 f"estimator's task; got {self.lime_settings!r}."
             )
+        if self.output_space not in OUTPUT_SPACES:
+            raise InvalidParameterError(f"output_space must be one of {OUTPUT_SPACES}, got {self.output_space!r}.")
         if self.shap_n_jobs is not None:
             _check_positive("shap_n_jobs", self.shap_n_jobs)
         if self.serialization_format not in SERIALIZATION_FORMATS:
@@ -242,7 +245,7 @@ def prepare(
     )
     groups = transformed_groups(estimator, background, len(features))
     method = choose_shap_method(estimator, groups is not None) if options.shap_method == "auto" else options.shap_method
-    units = shap_units(estimator, method, task)
+    units = shap_units(estimator, method, task, options.output_space)
     explainer = build_shap_explainer(
         estimator,
         method,

@@ -87,9 +87,20 @@ def choose_shap_method(estimator: Any, groups_available: bool) -> str:
     return "permutation"
 
 
-def shap_units(estimator: Any, method: str, task: str) -> str:
-    """Return the units of the model output that ``method`` explains for ``estimator``."""
+OUTPUT_SPACES = ("raw", "probability")
+
+
+def shap_units(estimator: Any, method: str, task: str, output_space: str = "raw") -> str:
+    """Return the units of the model output that ``method`` explains for ``estimator``.
+
+    Raises
+    ------
+    UnsupportedEstimatorError
+        If ``output_space`` is ``"probability"`` and the method cannot be exact there.
+    """
     final = final_estimator(estimator)
+    if output_space == "probability":
+        return _probability_units(estimator, method, task)
     if task == REGRESSION and not (method == "tree" and is_booster_model(final)):
         return TARGET
     margin = LOGIT if task == MULTICLASS else LOG_ODDS
@@ -107,6 +118,21 @@ def shap_units(estimator: Any, method: str, task: str) -> str:
         f"{type(final).__name__} is a classifier with neither predict_proba nor decision_function; "
         "there is no output to explain."
     )
+
+
+def _probability_units(estimator: Any, method: str, task: str) -> str:
+    if task == REGRESSION:
+        raise UnsupportedEstimatorError("output_space='probability' applies to classifiers; this model is a regressor.")
+    if not hasattr(estimator, "predict_proba"):
+        raise UnsupportedEstimatorError(
+            f"output_space='probability' needs predict_proba, which {type(final_estimator(estimator)).__name__} lacks."
+        )
+    if method == "linear":
+        raise UnsupportedEstimatorError(
+            "Linear SHAP is exact in margin units only, since probabilities are not linear in the features. "
+            "Use output_space='raw', or shap_method='permutation' for probabilities."
+        )
+    return PROBABILITY
 
 
 def _has_log_loss(final: Any) -> bool:
@@ -132,6 +158,8 @@ def build_shap_explainer(
     n_orderings: int = 10,
     n_jobs: int | None = None,
 ) -> ShapExplainer:
+    # The units decide the explainer: "probability" for a model whose raw output is a margin
+    # needs interventional TreeSHAP on the probability.
     """Build the SHAP explainer named by ``method``.
 
     Raises
@@ -163,10 +191,12 @@ def build_shap_explainer(
             raise UnsupportedEstimatorError(
                 f"shap_method='tree' does not support {type(final).__name__}; use 'auto' or 'permutation'."
             )
+        probability = units == PROBABILITY and not isinstance(final, _FOREST_CLASSIFIERS)
         if is_booster_model(final):
             final.set_threads(resolve_n_jobs(n_jobs))
-            return NativeTreeShapExplainer(estimator, groups)
-        return TreeShapExplainer(estimator, task, groups, background_data, n_jobs=n_jobs)
+            if not probability:
+                return NativeTreeShapExplainer(estimator, groups)
+        return TreeShapExplainer(estimator, task, groups, background_data, n_jobs=n_jobs, probability=probability)
     if method == "linear":
         if not _is_linear_model(final):
             raise UnsupportedEstimatorError(

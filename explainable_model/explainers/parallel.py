@@ -53,10 +53,10 @@ def resolve_n_jobs(setting: int | None) -> int:
     return os.cpu_count() or 1
 
 
-def _worker_values(token: str, models: list[Any], data: np.ndarray) -> list[np.ndarray]:
+def _worker_values(token: str, models: list[Any], options: dict[str, Any], data: np.ndarray) -> list[np.ndarray]:
     explainers = _worker_explainers.get(token)
     if explainers is None:
-        explainers = [shap.TreeExplainer(model, feature_perturbation="tree_path_dependent") for model in models]
+        explainers = [shap.TreeExplainer(model, **options) for model in models]
         _worker_explainers[token] = explainers
     return [np.asarray(explainer.shap_values(data, check_additivity=False)) for explainer in explainers]
 
@@ -73,13 +73,16 @@ class TreeShapPool:
     ----------
     models : list
         What ``shap.TreeExplainer`` takes: fitted tree models or shap's dict descriptions.
+    options : dict
+        Keyword arguments of ``shap.TreeExplainer``, the same as in the calling process.
     n_jobs : int
         Number of worker processes.
     """
 
-    def __init__(self, models: list[Any], n_jobs: int) -> None:
+    def __init__(self, models: list[Any], options: dict[str, Any], n_jobs: int) -> None:
         self.n_jobs = n_jobs
         self._models = models
+        self._options = options
         self._token = uuid.uuid4().hex
 
     def shap_values(self, data: np.ndarray) -> list[np.ndarray] | None:
@@ -94,7 +97,8 @@ class TreeShapPool:
         # keep loky's feeder thread from sending the other chunks to the workers.
         executor = get_reusable_executor(max_workers=n_jobs, timeout=_IDLE_TIMEOUT_S)
         futures = [
-            executor.submit(_worker_values, self._token, self._models, chunk) for chunk in np.array_split(data, n_jobs)
+            executor.submit(_worker_values, self._token, self._models, self._options, chunk)
+            for chunk in np.array_split(data, n_jobs)
         ]
         parts = [future.result() for future in futures]
         return [np.concatenate([part[i] for part in parts], axis=0) for i in range(len(self._models))]

@@ -16,6 +16,7 @@ import shap
 from sklearn.ensemble import GradientBoostingClassifier
 
 from explainable_model.estimators import BINARY, final_estimator, preprocessor
+from explainable_model.exceptions import UnsupportedEstimatorError
 from explainable_model.explainers._base import Attributions, ShapExplainer, group_columns
 from explainable_model.explainers.parallel import TreeShapPool, resolve_n_jobs
 from explainable_model.transforms import to_dense
@@ -67,6 +68,10 @@ class TreeShapExplainer(ShapExplainer):
         Raw rows, used only to find the offsets of a multiclass GradientBoostingClassifier.
     n_jobs : int or None
         Processes that share large requests; see :mod:`explainable_model.explainers.parallel`.
+    probability : bool
+        Explain class probabilities instead of the raw output. For models whose raw output is
+        a margin this uses shap's interventional TreeSHAP with ``model_output="probability"``,
+        with ``background_data`` as the reference; its additivity is checked at save time.
     """
 
     method = "tree"
@@ -79,17 +84,37 @@ class TreeShapExplainer(ShapExplainer):
         groups: np.ndarray | None,
         background_data: pd.DataFrame,
         n_jobs: int | None = None,
+        probability: bool = False,
     ) -> None:
         self._preprocessor = preprocessor(estimator)
         self._task = task
         self._groups = groups
         final = final_estimator(estimator)
-        models: list[Any] = [final]
-        if isinstance(final, GradientBoostingClassifier) and final.estimators_.shape[1] > 1:
+        models: list[Any] = [getattr(final, "booster", final)]
+        options: dict[str, Any] = {"feature_perturbation": "tree_path_dependent"}
+        if probability:
+            options = {
+                "data": self._transform(background_data),
+                "feature_perturbation": "interventional",
+                "model_output": "probability",
+            }
+        elif isinstance(final, GradientBoostingClassifier) and final.estimators_.shape[1] > 1:
             sample = self._transform(background_data.iloc[:1])
             models = _gradient_boosting_class_models(final, sample)
-        self._explainers = [shap.TreeExplainer(model, feature_perturbation="tree_path_dependent") for model in models]
-        self._pool = TreeShapPool(models, resolve_n_jobs(n_jobs))
+        try:
+            self._explainers = [shap.TreeExplainer(model, **options) for model in models]
+        except Exception as err:
+            # shap raises NotImplementedError, its InvalidModelError or a bare Exception for
+            # combinations it does not support (multiclass models in probability units, say).
+            space = "probability" if probability else "raw"
+            raise UnsupportedEstimatorError(
+                f"shap cannot explain {type(final).__name__} in {space} units: {str(err).rstrip('.')}. "
+                "Use output_space='raw', "
+                "or shap_method='permutation' for probabilities."
+            ) from err
+        self._pool = TreeShapPool(models, options, resolve_n_jobs(n_jobs))
+        # XGBoost computes in float32 in any units.
+        self.single_precision = probability and type(models[0]).__module__.startswith("xgboost")
 
     def _transform(self, frame: pd.DataFrame) -> np.ndarray:
         data = frame if self._preprocessor is None else self._preprocessor.transform(frame)
