@@ -173,3 +173,28 @@ def test_xgboost_without_feature_names_rejected(tmp_path, binary):
 
     with pytest.raises(em.UnsupportedEstimatorError, match="no feature names"):
         em.save_model(estimator, tmp_path / "model", background_data=X)
+
+
+HOSTILE = ["monthly income", "a.b", "ünïcødé", "shap_base_value", "prediction"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: lgb.LGBMClassifier(n_estimators=10, verbose=-1), lambda: xgb.XGBClassifier(n_estimators=10)],
+    ids=["lightgbm", "xgboost"],
+)
+def test_hostile_feature_names_round_trip(tmp_path, binary, make):
+    X, y = binary
+    X = X.iloc[:, :5].set_axis(HOSTILE, axis=1)
+    model = save_and_load(tmp_path, make().fit(X, y), X)
+
+    scored = model.predict(X.iloc[:3])
+
+    parsed = [parse_column(name) for name in scored.columns if parse_column(name).kind == "shap"]
+    assert [column.feature for column in parsed] == HOSTILE
+    assert scored.columns.is_unique
+    np.testing.assert_allclose(
+        scored["shap_base_value"] + scored[[f"shap:{name}" for name in HOSTILE]].sum(axis=1),
+        model.engine.estimator.decision_function(X.iloc[:3]),
+        atol=1e-5,
+    )
