@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from explainable_model import output as columns
-from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION
+from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION, final_estimator
 from explainable_model.exceptions import InvalidInputError, InvalidParameterError
 from explainable_model.explainers import Attributions, ShapExplainer
 from explainable_model.explainers.lime import LimeExplainer, LimeExplanation
 from explainable_model.features import FeatureSpec, coerce_frame, json_value
+from explainable_model.native import is_booster_model
 from explainable_model.params import (
     ALL_CLASSES,
     AUTO_CLASS,
@@ -98,12 +99,11 @@ class ExplanationEngine:
         rows = self.prepare(frame)
 
         try:
-            predictions = self.estimator.predict(rows)
+            predictions, probabilities = self._predict(rows)
         except (ValueError, TypeError) as err:
             raise InvalidInputError(f"The estimator could not score the input: {err}") from err
         result: dict[str, Any] = {columns.PREDICTION: _plain_array(predictions)}
-        if self.task != REGRESSION and hasattr(self.estimator, "predict_proba"):
-            probabilities = self.estimator.predict_proba(rows)
+        if probabilities is not None:
             for k, label in enumerate(self.classes or []):
                 result[columns.column_name(columns.PROBABILITY, class_label=label)] = probabilities[:, k]
 
@@ -128,7 +128,17 @@ class ExplanationEngine:
                 reason_values = self._lime(rows, self._primary_target(targets, predictions), options).weights
         if reason_values is not None:
             result.update(self._reason_columns(rows, reason_values, options.top_k))
-        return _finite_or_null(pd.DataFrame(result))
+        return pd.DataFrame({name: _json_safe(name, values) for name, values in result.items()})
+
+    def _predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return the predictions and, for classifiers that have them, the class probabilities."""
+        if self.task == REGRESSION or not hasattr(self.estimator, "predict_proba"):
+            return self.estimator.predict(rows), None
+        probabilities = self.estimator.predict_proba(rows)
+        if is_booster_model(final_estimator(self.estimator)):
+            # A booster model's predict is the most probable class, so one booster call does.
+            return np.asarray(self.classes)[probabilities.argmax(axis=1)], probabilities
+        return self.estimator.predict(rows), probabilities
 
     def explain(self, frame: pd.DataFrame, seed: int = 0) -> Attributions:
         """Return raw SHAP attributions for ``frame`` in the explainer's layout."""
@@ -230,23 +240,20 @@ def _value_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _finite_or_null(frame: pd.DataFrame) -> pd.DataFrame:
-    """Replace NaN, infinite and missing values by None, so the frame serializes to strict JSON.
+def _json_safe(name: str, values: Any) -> Any:
+    """Return a column's values with NaN, infinite and missing values as None.
 
-    Only columns that hold such a value change, to the object dtype. The others keep their
-    dtype, float64 for attributions. A text column would otherwise store a missing value as
-    NaN, which MLflow's scoring server writes as a bare ``NaN`` token.
+    MLflow's scoring server writes NaN as a bare ``NaN`` token, which strict JSON parsers
+    reject. A float column without such values stays a float64 array; one with them becomes an
+    object column. A text column is kept as objects, because pandas 3 would store None as NaN in
+    its ``str`` dtype.
     """
-    for name in frame.columns:
-        values = frame[name]
-        if values.dtype.kind == "f":
-            valid = np.isfinite(values.to_numpy())
-            if valid.all():
-                continue
-            logger.warning("Output column %r has non-finite values; they are returned as null.", name)
-        else:
-            valid = values.notna().to_numpy()
-            if valid.all():
-                continue
-        frame[name] = values.astype(object).where(valid, None)
-    return frame
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if finite.all():
+            return values
+        logger.warning("Output column %r has non-finite values; they are returned as null.", name)
+        return pd.Series(values, dtype=object).where(finite, None)
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values
+    return pd.Series(list(values), dtype=object)

@@ -222,8 +222,10 @@ def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFra
     if len(frame) == 0:
         raise InvalidInputError("Input has no rows; send at least one row.")
 
-    columns = {}
+    columns = _numeric_block(frame, features)
     for spec in features:
+        if spec.name in columns:
+            continue
         series = frame[spec.name].reset_index(drop=True)
         if series.isna().any() and not spec.accepts_missing:
             row = int(np.flatnonzero(series.isna().to_numpy())[0])
@@ -237,7 +239,38 @@ def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFra
             columns[spec.name] = _coerce_boolean(series, spec)
         else:
             columns[spec.name] = _coerce_categorical(series, spec)
-    return pd.DataFrame(columns)
+    return pd.DataFrame({spec.name: columns[spec.name] for spec in features})
+
+
+def _numeric_block(frame: pd.DataFrame, features: list[FeatureSpec]) -> dict[str, Any]:
+    """Convert the numeric features that already have numeric dtypes, all at once.
+
+    Checking each column on its own costs about 0.3 ms per column, which dominates the
+    scoring of one row. A feature with a value that needs an error message is left out, so
+    the column-by-column path raises it with its row.
+    """
+    specs = [s for s in features if s.kind == NUMERIC and frame[s.name].dtype.kind in "iuf"]
+    if not specs:
+        return {}
+    values = frame[[s.name for s in specs]].to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(values)
+    whole = np.mod(np.where(missing, 0.0, values), 1) == 0
+    valid = ~np.isinf(values).any(axis=0)
+    accepts = np.array([s.accepts_missing for s in specs])
+    valid &= accepts | ~missing.any(axis=0)
+    is_int = np.array([s.dtype == "int64" for s in specs])
+    valid &= ~is_int | missing.any(axis=0) | whole.all(axis=0)
+    small = np.abs(np.where(missing, 0.0, values)).max(axis=0) < _INT64_SAFE
+
+    columns: dict[str, Any] = {}
+    for j, spec in enumerate(specs):
+        if not valid[j]:
+            continue
+        column = values[:, j]
+        if is_int[j] and not missing[:, j].any() and small[j]:
+            column = column.astype("int64")
+        columns[spec.name] = column
+    return columns
 
 
 def json_value(value: Any) -> Any:

@@ -124,10 +124,18 @@ class _BoosterModel(BaseEstimator):
     def _predict(self, X: Any, **options: Any) -> np.ndarray:
         frame = self._frame(X) if self.facts.named_features else to_dense(X)
         if self.facts.library == XGBOOST:
-            xgboost = require(XGBOOST)
-            matrix = xgboost.DMatrix(frame, enable_categorical=True)
-            return np.asarray(self.booster.predict(matrix, **options))
+            return np.asarray(self.booster.predict(self._matrix(frame), **options))
         return np.asarray(self.booster.predict(frame, **self._threads, **options))
+
+    def _matrix(self, data: pd.DataFrame | np.ndarray) -> Any:
+        xgboost = require(XGBOOST)
+        if isinstance(data, pd.DataFrame) and all(dtype.kind in "biuf" for dtype in data.dtypes):
+            # Building a DMatrix from an all-numeric frame goes through pandas per column and
+            # costs about 10 ms for one row of 30 columns; the array is equivalent and fast.
+            return xgboost.DMatrix(
+                data.to_numpy(dtype="float32", na_value=np.nan), feature_names=self.booster.feature_names
+            )
+        return xgboost.DMatrix(data, enable_categorical=True)
 
     def margin(self, X: Any) -> np.ndarray:
         """Return the raw output before the link: shape (n_rows,) or (n_rows, n_classes)."""
