@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,9 +118,8 @@ def parse_explainers(value: str) -> tuple[str, ...]:
 def _typed(name: str, value: Any) -> Any:
     expected = _TYPES[name]
     if expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+        # MLflow's params schema rejects floats such as 100.0 for a long, so this does too.
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InvalidParameterError(f"Parameter {name!r} must be an integer, got {type(value).__name__} {value!r}.")
         return int(value)
     if not isinstance(value, str):

@@ -104,6 +104,21 @@ def _load_skops_without_pickle(path: Path) -> Any:
 def _write_estimator(
     estimator: Any, path: Path, serialization_format: str, requirements: list[str], trusted: list[str] | None
 ) -> None:
+    # A Pipeline's preprocessing, saved apart from a booster, has no predict, so MLflow
+    # warns that it logs no python_function flavor for it; that is expected here.
+    sklearn_logger = logging.getLogger("mlflow.sklearn")
+    level = sklearn_logger.level
+    if not hasattr(estimator, "predict"):
+        sklearn_logger.setLevel(logging.ERROR)
+    try:
+        _save_sklearn(estimator, path, serialization_format, requirements, trusted)
+    finally:
+        sklearn_logger.setLevel(level)
+
+
+def _save_sklearn(
+    estimator: Any, path: Path, serialization_format: str, requirements: list[str], trusted: list[str] | None
+) -> None:
     mlflow.sklearn.save_model(
         estimator,
         str(path),

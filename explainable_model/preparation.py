@@ -26,7 +26,7 @@ from explainable_model.explainers import (
     shap_units,
 )
 from explainable_model.explainers.factory import OUTPUT_SPACES, transformed_groups
-from explainable_model.explainers.lime import LimeExplainer
+from explainable_model.explainers.lime import LimeExplainer, LimeSettings
 from explainable_model.features import FeatureSpec, coerce_frame, describe_features
 from explainable_model.native import adopt_feature_names, to_booster_model
 from explainable_model.params import ExplanationSettings, parse_explainers
@@ -84,10 +84,11 @@ class SaveOptions:
             raise InvalidParameterError(f"seed must be an integer, got {self.seed!r}.")
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise InvalidParameterError(f"top_k must be a non-negative integer, got {self.top_k!r}.")
-        if not isinstance(self.lime_settings, dict) or "mode" in self.lime_settings:
+        accepted = sorted(set(LimeSettings.__dataclass_fields__) - {"mode"})
+        if not isinstance(self.lime_settings, dict) or not set(self.lime_settings) <= set(accepted):
             raise InvalidParameterError(
-                "lime_settings must be a dict of LimeSettings fields other than 'mode', which follows the "
-                f"estimator's task; got {self.lime_settings!r}."
+                f"lime_settings must be a dict with keys among {accepted} ('mode' follows the estimator's "
+                f"task); got {self.lime_settings!r}."
             )
         if self.output_space not in OUTPUT_SPACES:
             raise InvalidParameterError(f"output_space must be one of {OUTPUT_SPACES}, got {self.output_space!r}.")

@@ -102,6 +102,9 @@ def transformer_sources(transformer: Any, inputs: Sources) -> Sources | None:
     """
     if transformer in (None, "passthrough"):
         return list(inputs)
+    if isinstance(transformer, preprocessing.FunctionTransformer) and transformer.func is None:
+        # A fitted ColumnTransformer stores "passthrough" as an identity FunctionTransformer.
+        return list(inputs)
     if isinstance(transformer, Pipeline):
         sources: Sources | None = list(inputs)
         for _, step in transformer.steps:
@@ -121,7 +124,11 @@ def transformer_sources(transformer: Any, inputs: Sources) -> Sources | None:
         return [inputs[i] for i in np.flatnonzero(transformer.get_support())]
     if isinstance(transformer, _ELEMENTWISE):
         return list(inputs)
-    logger.info("No raw-feature map for %s; it will be explained on raw inputs.", type(transformer).__name__)
+    logger.warning(
+        "No raw-feature map for %s, so exact SHAP cannot group its outputs; the model is explained "
+        "on raw inputs with permutation SHAP.",
+        type(transformer).__name__,
+    )
     return None
 
 

@@ -160,6 +160,22 @@ def test_k03_name_selected_pipeline_explained_on_raw_columns(tmp_path, age_city)
     assert model.config["explainers"]["shap"]["method"] == "permutation"
 
 
+def test_passthrough_columns_keep_exact_tree_shap(tmp_path, age_city):
+    X, y = age_city
+    columns = ColumnTransformer([("cat", OneHotEncoder(), ["city"])], remainder="passthrough")
+    pipeline = Pipeline([("columns", columns), ("model", GradientBoostingClassifier(random_state=0))]).fit(X, y)
+    model = save_and_load(tmp_path, pipeline, X)
+
+    scored = model.predict(X.iloc[:20])
+
+    assert model.config["explainers"]["shap"]["method"] == "tree"
+    np.testing.assert_allclose(
+        scored["shap_base_value"] + scored[shap_columns(scored)].sum(axis=1),
+        pipeline.decision_function(X.iloc[:20]),
+        atol=1e-9,
+    )
+
+
 def test_k04_one_hot_children_summed_to_raw_columns(tmp_path):
     rng = np.random.default_rng(1)
     n = 400

@@ -560,8 +560,8 @@ def test_invalid_settings(cases, settings, message):
 def test_invalid_requests(cases):
     case = cases["numeric_classifier"]
     explainer = build_explainer(case)
-    with pytest.raises(InvalidParameterError, match="Invalid seed -1"):
-        explainer.explain(case.rows, case.predict, seed=-1)
+    with pytest.raises(InvalidParameterError, match="Invalid seed 1.5"):
+        explainer.explain(case.rows, case.predict, seed=1.5)
     with pytest.raises(InvalidParameterError, match="Invalid label 5"):
         explainer.explain(case.rows, case.predict, labels=5)
     with pytest.raises(InvalidParameterError, match="Invalid labels"):

@@ -140,9 +140,7 @@ def test_lime_all_classes_of_multiclass(tmp_path):
     estimator = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)
     em.save_model(estimator, tmp_path / "m", background_data=X)
 
-    scored = em.load_model(str(tmp_path / "m")).predict(
-        X.iloc[:2], params={**LIME, "explained_class": "all"}
-    )
+    scored = em.load_model(str(tmp_path / "m")).predict(X.iloc[:2], params={**LIME, "explained_class": "all"})
 
     for k in range(3):
         total = scored[f"lime_intercept@{k}"] + scored[lime_columns(scored, str(k))].sum(axis=1)
@@ -163,7 +161,7 @@ def test_lime_regression_explains_prediction(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"mode": "regression"}, "lime_settings must be a dict of LimeSettings fields other than 'mode'"),
+        ({"mode": "regression"}, "lime_settings must be a dict with keys among"),
         ({"num_samples": 50_000}, "num_samples=50000 is above max_num_samples=20000"),
         ({"discretizer": "entropy"}, "discretizer"),
         ({"num_features": 99}, "num_features=99 is above the 10 features"),
@@ -176,3 +174,22 @@ def test_invalid_lime_settings_rejected_at_save(tmp_path, settings, message):
     with pytest.raises(em.InvalidParameterError, match=message):
         em.save_model(estimator, tmp_path / "m", background_data=X, lime_settings=settings)
     assert not (tmp_path / "m").exists()
+
+
+def test_lime_negative_seed_accepted(credit_model, credit_xy):
+    scored = credit_model.predict(credit_xy[0].iloc[:1], params={**LIME, "seed": -1})
+
+    assert "lime:Income" in scored
+
+
+def test_float_param_rejected(credit_model, credit_xy):
+    with pytest.raises(em.InvalidParameterError, match="Parameter 'num_samples' must be an integer, got float 100.0"):
+        credit_model.predict(credit_xy[0].iloc[:1], params={"num_samples": 100.0})
+
+
+def test_unknown_lime_setting_rejected(tmp_path):
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    estimator = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, y)
+
+    with pytest.raises(em.InvalidParameterError, match="lime_settings must be a dict with keys among"):
+        em.save_model(estimator, tmp_path / "m", background_data=X, lime_settings={"bogus": 1})

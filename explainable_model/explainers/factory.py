@@ -180,8 +180,8 @@ def build_shap_explainer(
     if groups is None:
         raise UnsupportedEstimatorError(
             f"shap_method={method!r} needs a Pipeline whose preprocessing maps each output column "
-            "to one raw column; this one mixes columns or uses a transformer without such a map. "
-            "Use shap_method='permutation'."
+            "to one raw column; this one mixes columns or uses a transformer that explainable_model "
+            "has no map for (see the log for which). Use shap_method='permutation'."
         )
     # A bare estimator's own columns are the raw features: no grouping needed.
     groups = None if preprocessor(estimator) is None else groups

@@ -320,7 +320,7 @@ class LimeExplainer:
         frame : pandas.DataFrame
             Rows in the training columns and dtypes.
         seed : int
-            Request seed, a non-negative integer.
+            Request seed, any integer (taken modulo 2**64).
         num_samples : int, optional
             Samples per row, the row itself included; defaults to the setting.
         """
@@ -362,7 +362,7 @@ class LimeExplainer:
             explains column 0 in regression mode and the row's highest output (its predicted
             class) in classification mode.
         seed : int
-            Request seed, a non-negative integer; a row's explanation depends only on the seed,
+            Request seed, any integer (taken modulo 2**64); a row's explanation depends only on the seed,
             the row and the explainer.
         num_samples, num_features : int, optional
             Override the settings for this request.
@@ -491,7 +491,8 @@ class LimeExplainer:
         return _check_int("num_samples", num_samples, 2)
 
     def _generators(self, frame: pd.DataFrame, seed: int) -> list[np.random.Generator]:
-        _check_int("seed", seed, 0)
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise InvalidParameterError(f"Invalid seed {seed!r}; expected an integer.")
         return [row_seed(frame.iloc[i], seed) for i in range(len(frame))]
 
 
