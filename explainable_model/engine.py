@@ -220,7 +220,7 @@ class ExplanationEngine:
             names = [self.features[f].name for f in picked]
             result[columns.reason_column(columns.REASON_FEATURE, rank + 1)] = names
             result[columns.reason_column(columns.REASON_VALUE, rank + 1)] = [
-                _value_text(rows.iat[i, f]) for i, f in enumerate(picked)
+                _value_text(rows.iat[i, f], self.features[f]) for i, f in enumerate(picked)
             ]
             result[columns.reason_column(columns.REASON_ATTRIBUTION, rank + 1)] = values[np.arange(len(rows)), picked]
         return result
@@ -235,9 +235,15 @@ def _plain_array(values: Any) -> Any:
     return array if array.dtype != object else [_plain(value) for value in array]
 
 
-def _value_text(value: Any) -> str | None:
+def _value_text(value: Any, spec: FeatureSpec) -> str | None:
     value = json_value(value)
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    # An integer column holding a missing value arrives as float64, so 9 would read "9.0" in
+    # that batch and "9" in another. An integer feature's whole values read as integers.
+    if spec.dtype == "int64" and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _json_safe(name: str, values: Any) -> Any:

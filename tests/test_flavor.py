@@ -300,3 +300,18 @@ def test_clustering_estimator_rejected(tmp_path):
 
     with pytest.raises(em.UnsupportedEstimatorError, match="neither a classifier nor a regressor"):
         em.save_model(KMeans(2, n_init=1).fit(X), tmp_path / "m", background_data=X)
+
+
+def test_integer_reason_value_same_with_missing_in_batch(tmp_path, credit_xy):
+    X, y = credit_xy
+    model = credit_pipeline(X, y, GradientBoostingClassifier(n_estimators=10, random_state=0))
+    em.save_model(model, tmp_path / "m", background_data=X)
+    loaded = em.load_model(str(tmp_path / "m"))
+    rows = X.iloc[:2].copy()
+    with_missing = rows.astype({"Seniority": "float64"})
+    with_missing.loc[1, "Seniority"] = np.nan
+
+    alone = loaded.predict(rows.iloc[:1], params={"top_k": 13})
+    batch = loaded.predict(with_missing, params={"top_k": 13})
+
+    assert alone.filter(like="reason_value").iloc[0].tolist() == batch.filter(like="reason_value").iloc[0].tolist()
