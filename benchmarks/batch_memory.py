@@ -1,0 +1,133 @@
+"""Peak memory and throughput of chunked batch scoring against one in-memory ``predict`` call.
+
+Scores N rows × 30 numeric features with exact SHAP on an XGBoost classifier, two ways, each in
+its own subprocess so that its peak resident memory (VmHWM) is its own:
+
+- ``chunked``: ``explainable-model score MODEL IN.parquet OUT --chunk-size C`` (``cli.main``),
+- ``in-memory``: ``pandas.read_parquet``, one ``load_model(...).predict(frame)`` call, and
+  ``DataFrame.to_parquet`` of the result.
+
+Both times run from after the imports to the end of writing the output, model loading included.
+
+Usage: ``.venv/bin/python benchmarks/batch_memory.py [--rows 200000 1000000] [--chunk-size 100000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FEATURES = 30
+
+_CHUNKED = """
+import json, sys, time
+from explainable_model.cli import main
+start = time.perf_counter()
+rc = main(["score", sys.argv[1], sys.argv[2], sys.argv[3], "--chunk-size", sys.argv[4], "--quiet"])
+seconds = time.perf_counter() - start
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"rc": rc, "seconds": seconds, "peak_kib": int(hwm)}))
+"""
+
+_IN_MEMORY = """
+import json, sys, time
+import pandas as pd
+import explainable_model as em
+start = time.perf_counter()
+model = em.load_model(sys.argv[1])
+frame = pd.read_parquet(sys.argv[2])
+result = model.predict(frame.drop(columns="key"))
+pd.concat([frame, result], axis=1).to_parquet(sys.argv[3] + ".parquet", index=False)
+seconds = time.perf_counter() - start
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"rc": 0, "seconds": seconds, "peak_kib": int(hwm), "rows": len(result)}))
+"""
+
+
+def _make_model(folder: Path, trees: int, depth: int) -> Path:
+    import xgboost
+    from sklearn.datasets import make_classification
+
+    import explainable_model as em
+
+    x, y = make_classification(n_samples=20_000, n_features=FEATURES, n_informative=12, random_state=0)
+    train = pd.DataFrame(x, columns=[f"f{i}" for i in range(FEATURES)])
+    model = xgboost.XGBClassifier(n_estimators=trees, max_depth=depth, random_state=0).fit(train, y)
+    path = folder / "model"
+    em.save_model(model, path, background_data=train)
+    return path
+
+
+def _make_input(folder: Path, rows: int) -> Path:
+    rng = np.random.default_rng(rows)
+    frame = pd.DataFrame(rng.normal(size=(rows, FEATURES)), columns=[f"f{i}" for i in range(FEATURES)])
+    frame.insert(0, "key", np.arange(rows))
+    path = folder / f"in-{rows}.parquet"
+    frame.to_parquet(path, index=False, row_group_size=100_000)
+    return path
+
+
+def _run(code: str, *args: str) -> dict:
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    import importlib.metadata as md
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    versions = ", ".join(
+        f"{name} {md.version(name)}" for name in ("numpy", "pandas", "pyarrow", "xgboost", "shap", "mlflow")
+    )
+    return f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; {versions}."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=4)
+    args = parser.parse_args()
+    lines = [
+        "| rows | way | seconds | rows/s | peak RSS MiB | chunked / in-memory time |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = _make_model(folder, args.trees, args.depth)
+        for rows in args.rows:
+            data = _make_input(folder, rows)
+            chunked = _run(_CHUNKED, str(model), str(data), str(folder / f"out-{rows}"), str(args.chunk_size))
+            memory = _run(_IN_MEMORY, str(model), str(data), str(folder / f"mem-{rows}"))
+            ratio = chunked["seconds"] / memory["seconds"]
+            for way, result in (("chunked CLI", chunked), ("in-memory predict", memory)):
+                lines.append(
+                    f"| {rows:,} | {way} | {result['seconds']:.1f} | {rows / result['seconds']:,.0f} | "
+                    f"{result['peak_kib'] / 1024:,.0f} | {f'{ratio:.2f}x' if way == 'chunked CLI' else ''} |"
+                )
+            print(lines[-2], lines[-1], sep="\n", flush=True)
+    print()
+    print("\n".join(lines))
+    print(
+        f"\nCommand: `.venv/bin/python benchmarks/batch_memory.py --rows {' '.join(map(str, args.rows))} "
+        f"--chunk-size {args.chunk_size} --trees {args.trees} --depth {args.depth}`"
+    )
+    print(f"\nModel: XGBClassifier, {args.trees} trees, max_depth {args.depth}, exact SHAP (pred_contribs).")
+    print(f"\nMachine: {_machine()}")
+
+
+if __name__ == "__main__":
+    main()
