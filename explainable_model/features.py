@@ -223,6 +223,10 @@ def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFra
         raise InvalidInputError("Input has no rows; send at least one row.")
 
     columns = _numeric_block(frame, features)
+    if len(columns) == len(features) and _unchanged(frame, features, columns):
+        # Every feature is numeric, valid and already in its training dtype and place: the
+        # common case of one request row, where building a new frame would cost most of the check.
+        return frame
     for spec in features:
         if spec.name in columns:
             continue
@@ -240,6 +244,15 @@ def coerce_frame(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFra
         else:
             columns[spec.name] = _coerce_categorical(series, spec)
     return pd.DataFrame({spec.name: columns[spec.name] for spec in features})
+
+
+def _unchanged(frame: pd.DataFrame, features: list[FeatureSpec], columns: dict[str, Any]) -> bool:
+    """Return whether ``frame`` already equals the frame built from the converted ``columns``."""
+    if list(frame.columns) != [spec.name for spec in features]:
+        return False
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+        return False
+    return all(frame[spec.name].dtype == columns[spec.name].dtype for spec in features)
 
 
 def _numeric_block(frame: pd.DataFrame, features: list[FeatureSpec]) -> dict[str, Any]:
