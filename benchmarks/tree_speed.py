@@ -19,7 +19,9 @@ num_leaves 63). Each one is saved with ``explainable_model.save_model``, loaded 
 
 Every side is warmed up once before timing, because the library starts its worker processes
 and builds their explainers on first use. A measurement is repeated, keeping the fastest run,
-only while one run takes less than ``--repeat-under`` seconds. When there are more rows than
+only while one run takes less than ``--repeat-under`` seconds. A run is also repeated, up to
+``--max-runs`` runs, while other processes keep more than ``--max-other-cores`` cores busy,
+because the machine may be shared. When there are more rows than
 ``--cap-rows``, explain, shap and native run on the first ``--cap-rows`` rows only, so that
 the script finishes in about ten minutes on 2 cores. Predict+SHAP and predict_proba always
 run on every row. The largest absolute difference between the library's attributions (both
@@ -76,6 +78,9 @@ WARM_UP_ROWS = 2048
 # The attributions of the scikit-learn families must equal shap's to this tolerance.
 SKLEARN_TOLERANCE = 1e-9
 SKLEARN_TARGET = 1.8
+# Below parity by less than this, a booster's ratio is reported as within noise: calls that run
+# identical code differed by up to about 5% between runs on the shared 2-core machine.
+PARITY_TOLERANCE = 0.05
 
 
 @dataclass
@@ -175,30 +180,34 @@ def positive_class_values(values: Any) -> np.ndarray:
     return values[:, :, -1] if values.ndim == 3 else values
 
 
-def time_call(call: Callable[[], Any], rows: int, repeats: int, repeat_under: float) -> tuple[Timing, Any]:
-    """Time ``call`` and return the fastest run with the first run's output.
+def time_call(call: Callable[[], Any], rows: int, args: argparse.Namespace) -> tuple[Timing, Any]:
+    """Time ``call`` and return the kept run with the first run's output.
 
-    Runs are repeated, up to ``repeats`` in all, only while the first one took less than
-    ``repeat_under`` seconds. The fastest run is kept, because other processes on a shared
-    machine only ever add time. The timing records the cores that other processes used
-    during the kept run.
+    A run is clean when other processes kept at most ``args.max_other_cores`` cores busy
+    during it. Runs are repeated, up to ``args.repeats`` in all, while the first one took less
+    than ``args.repeat_under`` seconds, and also while no run is clean yet, up to
+    ``args.max_runs`` in all. The fastest clean run is kept, or the fastest run when none is
+    clean, because other processes on a shared machine only ever add time.
     """
     load = OtherLoad()
     output = None
-    best, best_other = float("inf"), float("nan")
-    runs = 0
-    while runs == 0 or (runs < repeats and best < repeat_under):
+    runs: list[tuple[float, float]] = []
+    while True:
         load.start()
         start = time.perf_counter()
         result = call()
         seconds = time.perf_counter() - start
-        other = load.cores()
-        if runs == 0:
+        runs.append((seconds, load.cores()))
+        if len(runs) == 1:
             output = result
-        if seconds < best:
-            best, best_other = seconds, other
-        runs += 1
-    return Timing(rows, best, runs, best_other), output
+        # A NaN load (no /proc) counts as clean, so the run is not repeated for nothing.
+        clean = [run for run in runs if not run[1] > args.max_other_cores]
+        wants_repeat = len(runs) < args.repeats and runs[0][0] < args.repeat_under
+        wants_clean = not clean and len(runs) < args.max_runs
+        if not (wants_repeat or wants_clean):
+            break
+    seconds, other = min(clean or runs)
+    return Timing(rows, seconds, len(runs), other), output
 
 
 def measure(family: Family, rows: pd.DataFrame, args: argparse.Namespace) -> Result:
@@ -208,11 +217,11 @@ def measure(family: Family, rows: pd.DataFrame, args: argparse.Namespace) -> Res
     loaded, explainer, model = family.loaded, family.explainer, family.model
 
     def timed(name: str, call: Callable[[], Any], n_rows: int) -> Any:
-        timing, output = time_call(call, n_rows, args.repeats, args.repeat_under)
+        timing, output = time_call(call, n_rows, args)
         result.timings[name] = timing
         print(
             f"  {family.name} {len(rows)} rows, {name}: {timing.rows_per_second:,.0f} rows/s "
-            f"on {n_rows} rows, best of {timing.runs}, other processes {timing.other_cores:.2f} cores",
+            f"on {n_rows} rows, kept 1 of {timing.runs} runs, other processes {timing.other_cores:.2f} cores",
             flush=True,
         )
         return output
@@ -361,10 +370,20 @@ def targets(results: list[Result]) -> list[str]:
         else:
             explain_ratio = result.ratio("explain", "native")
             predict_ratio = result.ratio("predict+SHAP", "native")
-            verdict = "met" if explain_ratio >= 1.0 else "not met"
+            same_code_ratio = result.ratio("shap", "native")
+            if explain_ratio >= 1.0:
+                verdict = "met"
+            elif explain_ratio >= 1.0 - PARITY_TOLERANCE:
+                # shap runs the same native contributions, so its ratio to native shows the noise.
+                verdict = (
+                    f"not met strictly but within noise (shap, which calls the same native code, "
+                    f"measured {same_code_ratio:.2f}x native)"
+                )
+            else:
+                verdict = "not met"
             lines.append(
-                f"- {label}: {verdict} for the attributions (explain {explain_ratio:.2f}x native); "
-                f"predict+SHAP, which also computes predictions and probabilities, is {predict_ratio:.2f}x native."
+                f"- {label}: {verdict}. explain is {explain_ratio:.2f}x native; predict+SHAP, which also "
+                f"computes predictions and probabilities, is {predict_ratio:.2f}x native."
             )
     return lines
 
@@ -382,16 +401,18 @@ def render(results: list[Result], args: argparse.Namespace, run_seconds: float, 
         "attributions alone. shap is `shap.TreeExplainer(model).shap_values(rows)` with shap's defaults, "
         "the explainer built before timing. native is `booster.predict(xgboost.DMatrix(rows), "
         "pred_contribs=True)` or `booster_.predict(rows, pred_contrib=True)`. predict_proba is the fitted "
-        "estimator's own call. Every side was warmed up once; a call was repeated, keeping the fastest "
+        "estimator's own call. Every side was warmed up once. A call was repeated, keeping the fastest "
         f"run, while one run took less than {args.repeat_under:g} s, up to {args.repeats} runs.",
         "",
         f"The library spread scikit-learn TreeSHAP over {n_jobs} worker processes (`shap_n_jobs` unset, "
         f"`{N_JOBS_VARIABLE}` {'= ' + os.environ[N_JOBS_VARIABLE] if os.environ.get(N_JOBS_VARIABLE) else 'unset'}). "
         "XGBoost, LightGBM and the forest's predict_proba used all cores.",
         "",
-        'The machine is shared. "other processes, cores" is the largest mean number of cores that '
-        "processes outside the benchmark kept busy during any kept run of the row, from /proc. "
-        "A value near 1 on 2 cores means that the measured calls had about one core between them.",
+        "The machine is shared. A run during which processes outside the benchmark kept more than "
+        f"{args.max_other_cores:g} cores busy (read from /proc) was run again, up to {args.max_runs} runs, "
+        'and the fastest run below that limit was kept. "other processes, cores" is the largest such '
+        "load during any kept run of the row. A value near 1 on 2 cores means that the measured calls "
+        "had about one core between them.",
         "",
         "| model | rows | predict+SHAP rows/s | explain rows/s | shap rows/s | native rows/s | "
         "predict_proba rows/s | predict+SHAP / shap | explain / shap | explain / native | "
@@ -418,7 +439,8 @@ def render(results: list[Result], args: argparse.Namespace, run_seconds: float, 
         "",
         f"Targets: predict+SHAP at least {SKLEARN_TARGET}x shap with attributions equal to shap's to "
         f"{SKLEARN_TOLERANCE:.0e} for the scikit-learn families, and never slower than the native "
-        "contributions for XGBoost and LightGBM.",
+        "contributions for XGBoost and LightGBM. The second is judged on explain, because predict+SHAP "
+        "also computes predictions and probabilities, which the native call does not.",
         "",
         *targets(results),
         "",
@@ -466,6 +488,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="max timed runs per call (default 2)")
     parser.add_argument(
         "--repeat-under", type=float, default=10.0, help="repeat a call only if one run took less (default 10 s)"
+    )
+    parser.add_argument(
+        "--max-other-cores",
+        type=float,
+        default=0.25,
+        help="rerun a call if other processes kept more cores busy meanwhile (default 0.25)",
+    )
+    parser.add_argument(
+        "--max-runs", type=int, default=3, help="max runs per call while other processes interfere (default 3)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md", help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the table without writing the file")
