@@ -51,6 +51,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import warnings
@@ -256,7 +257,7 @@ def run_requests(
             body = bodies[i % len(bodies)]
             for name, url in urls.items():
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"Requests took longer than {time_limit:.0f} s; stopped after {i} rounds.")
+                    raise RuntimeError(f"Requests timed out: {time_limit:.0f} s passed after {i} rounds.")
                 start = time.perf_counter()
                 response = sessions[name].post(
                     f"{url}/invocations", data=body, headers=headers, timeout=REQUEST_TIMEOUT_S
@@ -334,7 +335,7 @@ class OtherLoad:
     """CPU time that processes outside this script's process tree use, read from /proc (Linux).
 
     The machine may be shared, and work of other processes slows every measurement. ``start``
-    and ``cores`` bracket a measurement; ``cores`` returns the mean number of cores that other
+    and ``cores`` bracket a measurement, and ``cores`` returns the mean number of cores that other
     processes kept busy in between, or NaN where /proc is missing.
     """
 
@@ -430,12 +431,23 @@ def load_average() -> str:
 
 
 def profile_tables(profile: str) -> list[str]:
-    """Return the function tables of pstats output, each without the header lines above it."""
+    """Return the function tables of pstats output, each without the header lines above it.
+
+    File names are shortened to their path inside site-packages or inside the repository.
+    """
+    prefixes = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(ROOT)}, key=len)
     tables: list[list[str]] = []
+    in_table = False
     for line in profile.splitlines():
+        for prefix in reversed(prefixes):
+            line = line.replace(prefix + os.sep, "")
         if line.lstrip().startswith("ncalls"):
             tables.append([line.rstrip()])
-        elif tables and line.strip():
+            in_table = True
+        elif not line.strip():
+            # pstats ends each table with a blank line, and the next header follows it.
+            in_table = False
+        elif in_table:
             tables[-1].append(line.rstrip())
     return ["\n".join(table) for table in tables]
 

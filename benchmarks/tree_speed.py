@@ -97,7 +97,7 @@ class Family:
 
 @dataclass
 class Timing:
-    """The fastest of ``runs`` timed calls on ``rows`` rows, and the cores other processes used meanwhile."""
+    """The kept run of ``runs`` timed calls on ``rows`` rows, and the cores other processes used during it."""
 
     rows: int
     seconds: float
@@ -119,7 +119,7 @@ class Result:
     max_difference: float = float("nan")
 
     def other_cores(self) -> float:
-        """Return the most cores that other processes used during any kept run of this row."""
+        """Return the max cores that other processes used during any kept run of this row."""
         return max((timing.other_cores for timing in self.timings.values()), default=float("nan"))
 
     def ratio(self, numerator: str, denominator: str) -> float:
@@ -172,7 +172,7 @@ def positive_class_values(values: Any) -> np.ndarray:
     """Return shap's values for the positive class as (n_rows, n_features).
 
     shap 0.51 returns (n_rows, n_features, 2) for forests, which explain both class
-    probabilities, and (n_rows, n_features) for margin models; older versions return a list.
+    probabilities, and (n_rows, n_features) for margin models. Older versions return a list.
     """
     if isinstance(values, list):
         values = values[-1]
@@ -245,7 +245,7 @@ class OtherLoad:
     """CPU time that processes outside this script's process tree use, read from /proc (Linux).
 
     The machine may be shared, and work of other processes slows every measurement. ``start``
-    and ``cores`` bracket a measurement; ``cores`` returns the mean number of cores that other
+    and ``cores`` bracket a measurement, and ``cores`` returns the mean number of cores that other
     processes kept busy in between, or NaN where /proc is missing.
     """
 
@@ -511,7 +511,7 @@ def main() -> None:
     families = build_families(train, target)
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as scratch:
-        # save_model needs no tracking store; this keeps anything MLflow might log out of the repository.
+        # save_model needs no tracking store. Setting one keeps anything MLflow might log out of the repository.
         mlflow.set_tracking_uri(f"sqlite:///{Path(scratch) / 'mlflow.db'}")
         for family in families:
             path = Path(scratch) / family.name
