@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble._forest import ForestClassifier
+from sklearn.tree import DecisionTreeClassifier
 
 from explainable_model import output as columns
 from explainable_model.estimators import MULTICLASS, PROBABILITY, REGRESSION, final_estimator
@@ -26,6 +28,9 @@ from explainable_model.params import (
 )
 
 logger = logging.getLogger(__name__)
+
+# scikit-learn classifiers whose predict is classes_[argmax(predict_proba)].
+_ARGMAX_CLASSIFIERS = (ForestClassifier, DecisionTreeClassifier)
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,9 @@ class ExplanationEngine:
         if self.task == REGRESSION or not hasattr(self.estimator, "predict_proba"):
             return self.estimator.predict(rows), None
         probabilities = self.estimator.predict_proba(rows)
-        if is_booster_model(final_estimator(self.estimator)):
-            # A booster model's predict is the most probable class, so one booster call does.
+        final = final_estimator(self.estimator)
+        if is_booster_model(final) or isinstance(final, _ARGMAX_CLASSIFIERS):
+            # These models' predict is the most probable class, so one call does.
             return np.asarray(self.classes)[probabilities.argmax(axis=1)], probabilities
         return self.estimator.predict(rows), probabilities
 
