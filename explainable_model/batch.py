@@ -134,7 +134,7 @@ def list_inputs(input_path: str | Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
         if not files:
-            raise BatchError(f"Input folder {str(path)!r} holds no .csv or .parquet files.")
+            raise BatchError(f"Input folder {str(path)!r} contains no .csv or .parquet files.")
         return files
     if not path.exists():
         raise BatchError(f"Input {str(path)!r} does not exist; pass a CSV or Parquet file or a folder of them.")
@@ -435,7 +435,7 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], output: Path) -> 
     ):
         if old.get(key) != new[key]:
             raise BatchError(
-                f"Output folder {str(output)!r} holds a run with another {label} ({old.get(key)!r}, now "
+                f"Output folder {str(output)!r} contains a run with another {label} ({old.get(key)!r}, now "
                 f"{new[key]!r}). Resuming would mix results: rerun with the same arguments, pass --no-resume "
                 "to start over, or choose another output folder."
             )
@@ -476,7 +476,7 @@ def _prepare_output(output: Path, fresh: dict[str, Any], resume: bool) -> dict[s
             manifest_path.unlink()
     elif resume and any(_PART_PATTERN.match(p.name) for p in output.iterdir()):
         raise BatchError(
-            f"Output folder {str(output)!r} holds part files but no {MANIFEST_NAME}, so they cannot be resumed; "
+            f"Output folder {str(output)!r} contains part files but no {MANIFEST_NAME}, so they cannot be resumed; "
             "pass --no-resume to replace them or choose another output folder."
         )
     _clean_output(output, manifest)

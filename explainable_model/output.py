@@ -56,7 +56,7 @@ _ESCAPES = (("%", "%25"), (":", "%3A"), ("@", "%40"))
 
 
 def escape_class(label: Any) -> str:
-    """Return a class label as text that holds no ``:`` or ``@``."""
+    """Return a class label as text that contains no ``:`` or ``@``."""
     text = str(label)
     for character, code in _ESCAPES:
         text = text.replace(character, code)

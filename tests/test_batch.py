@@ -89,7 +89,8 @@ def test_csv_file_in_process_equals_predict(tmp_path, model_dir, model):
     frame = _frame(ROWS, seed=1)
     frame.to_csv(tmp_path / "in.csv", index=False)
     summary = score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=128, params={"top_k": 2})
-    assert summary.rows == ROWS and len(summary.parts) == 8  # 7 full chunks and one of 107 rows
+    assert summary.rows == ROWS
+    assert len(summary.parts) == 8  # 7 full chunks and one of 107 rows
     _assert_matches_predict(_read_parts(tmp_path / "out"), frame, model, {"top_k": 2})
     manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
     chunks = manifest["files"][str((tmp_path / "in.csv").resolve())]["chunks"]
@@ -149,7 +150,8 @@ def test_malformed_value_names_file_row_and_column(tmp_path, model_dir):
     frame.to_csv(tmp_path / "bad.csv", index=False)
     done = _cli(str(model_dir), str(tmp_path / "bad.csv"), str(tmp_path / "out"), "--chunk-size", "200")
     assert done.returncode == 1
-    assert "bad.csv, row 517, column 'a'" in done.stderr and "expects numbers" in done.stderr
+    assert "bad.csv, row 517, column 'a'" in done.stderr
+    assert "expects numbers" in done.stderr
     # Chunks 0 and 1 (rows 0 to 399) were completed before the bad chunk and stay.
     assert _read_parts(tmp_path / "out")["key"].tolist() == frame["key"].iloc[:400].tolist()
 
@@ -164,11 +166,13 @@ def test_rejects_mode_writes_bad_rows_and_goes_on(tmp_path, model_dir, model):
     summary = score_files(
         str(model_dir), tmp_path / "bad.csv", tmp_path / "out", chunk_size=256, rejects=tmp_path / "rejects.parquet"
     )
-    assert summary.rows == ROWS - 3 and summary.rejected == 3
+    assert summary.rows == ROWS - 3
+    assert summary.rejected == 3
     rejects = pd.read_parquet(tmp_path / "rejects.parquet")
     assert rejects["_row"].tolist() == [517, 800, 801]
     assert rejects["_column"].tolist()[0::2] == ["a", "b"]
-    assert rejects.loc[0, "a"] == "abc" and rejects.loc[1, "c"] == "unseen"
+    assert rejects.loc[0, "a"] == "abc"
+    assert rejects.loc[1, "c"] == "unseen"
     good = frame.drop(index=[517, 800, 801]).reset_index(drop=True)
     _assert_matches_predict(_read_parts(tmp_path / "out"), good, model)
     with pytest.raises(BatchInputError, match=r"bad\.csv, row 517, column 'a'"):
@@ -189,8 +193,11 @@ def test_resume_with_other_params_or_model_is_refused(tmp_path, model_dir):
     with pytest.raises(BatchError, match="another parameters"):
         score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=100, params={"top_k": 2})
     done = _cli(str(model_dir), str(tmp_path / "in.csv"), str(tmp_path / "out"), "--chunk-size", "100")
-    assert done.returncode == 1 and "--no-resume" in done.stderr
+    assert done.returncode == 1
+    assert "--no-resume" in done.stderr
     again = score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=100, params={"top_k": 1})
-    assert again.rows == 300 and again.rows_this_run == 0
+    assert again.rows == 300
+    assert again.rows_this_run == 0
     fresh = score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=100, resume=False)
-    assert fresh.rows_this_run == 300 and "reason_feature_1" not in _read_parts(tmp_path / "out").columns
+    assert fresh.rows_this_run == 300
+    assert "reason_feature_1" not in _read_parts(tmp_path / "out").columns
