@@ -18,6 +18,7 @@ from explainable_model.explainers import Attributions, ShapExplainer
 from explainable_model.explainers.lime import LimeExplainer, LimeExplanation
 from explainable_model.features import FeatureSpec, coerce_frame, json_value
 from explainable_model.native import is_booster_model
+from explainable_model.output_frame import OutputFrame
 from explainable_model.params import (
     ALL_CLASSES,
     AUTO_CLASS,
@@ -133,7 +134,7 @@ class ExplanationEngine:
                 reason_values = self._lime(rows, self._primary_target(targets, predictions), options).weights
         if reason_values is not None:
             result.update(self._reason_columns(rows, reason_values, options.top_k))
-        return pd.DataFrame({name: _json_safe(name, values) for name, values in result.items()})
+        return OutputFrame({name: _json_safe(name, values) for name, values in result.items()})
 
     def _predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Return the predictions and, for classifiers that have them, the class probabilities."""
