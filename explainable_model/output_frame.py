@@ -31,7 +31,7 @@ class OutputFrame(pd.DataFrame):
         if orient != "records" or args or kwargs or not self.columns.is_unique or not self._numpy_dtypes():
             return super().to_dict(orient, *args, **kwargs)  # type: ignore[call-overload]
         names = self.columns.tolist()
-        # Converting to one object array boxes numbers as Python floats and ints; values of
+        # Converting to one object array boxes numbers as Python floats and ints. Values of
         # object columns are kept as they are, so NumPy scalars among them are boxed here.
         rows = self.to_numpy(dtype=object).tolist()
         return [dict(zip(names, map(_native, row), strict=True)) for row in rows]

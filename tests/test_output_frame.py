@@ -37,17 +37,18 @@ EXTENSION_COLUMNS = {
 
 
 @pytest.mark.parametrize("columns", [NUMPY_COLUMNS, {**NUMPY_COLUMNS, **EXTENSION_COLUMNS}], ids=["numpy", "extension"])
-def test_records_match_pandas_for_every_dtype(columns):
+def test_records_match_pandas_per_dtype(columns):
     fast = OutputFrame(columns)
 
     records = fast.to_dict(orient="records")
 
     assert _typed_records(records) == _typed_records(pd.DataFrame(columns).to_dict(orient="records"))
-    assert records[0]["mixed"] == 1.5 and type(records[0]["mixed"]) is float
+    assert records[0]["mixed"] == 1.5
+    assert type(records[0]["mixed"]) is float
     assert type(records[0]["prediction"]) is int
 
 
-def test_other_orients_and_derived_frames_are_pandas_own():
+def test_other_orients_use_pandas():
     fast = OutputFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
 
     assert fast.to_dict() == {"a": {0: 1.0, 1: 2.0}, "b": {0: "x", 1: "y"}}
@@ -57,7 +58,7 @@ def test_other_orients_and_derived_frames_are_pandas_own():
     assert type(fast[["a"]]) is pd.DataFrame
 
 
-def test_predict_output_serializes_as_pandas_does(credit_xy, tmp_path):
+def test_predict_output_records_match_pandas(credit_xy, tmp_path):
     features, target = credit_xy
     pipeline = credit_pipeline(features, target, GradientBoostingClassifier(n_estimators=20, random_state=0))
     explainable_model.save_model(pipeline, tmp_path / "model", background_data=features.iloc[:50])
