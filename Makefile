@@ -18,8 +18,10 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python examples/credit_scoring.py
 
 # Java 17+ for the Spark tests (tests/spark_setup.sh installs it with apt-get when missing).
+# Chromium for the report's browser test (tests/chromium_setup.sh, the same way).
 test-setup: $(STAMP)
 	tests/spark_setup.sh
+	tests/chromium_setup.sh
 
 test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

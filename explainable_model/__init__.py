@@ -12,6 +12,8 @@ from explainable_model.exceptions import (
 from explainable_model.explainers import Attributions
 from explainable_model.flavor import LoadedModel, default_requirements, load_model, log_model, save_model
 from explainable_model.output import ParsedColumn, column_name, parse_column
+from explainable_model.report_builder import ReportFiles, report
+from explainable_model.shap_explanation import to_shap_explanation
 
 __all__ = [
     "AdditivityError",
@@ -22,6 +24,7 @@ __all__ = [
     "LoadedModel",
     "ModelIntegrityError",
     "ParsedColumn",
+    "ReportFiles",
     "UnsupportedEstimatorError",
     "__version__",
     "column_name",
@@ -29,5 +32,7 @@ __all__ = [
     "load_model",
     "log_model",
     "parse_column",
+    "report",
     "save_model",
+    "to_shap_explanation",
 ]

@@ -1,4 +1,4 @@
-"""Command line interface: ``explainable-model score MODEL_URI INPUT OUTPUT``."""
+"""Command line interface: ``explainable-model score`` and ``explainable-model report``."""
 
 from __future__ import annotations
 
@@ -70,7 +70,54 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     score.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
     score.set_defaults(handler=score_command)
+    _add_report_parser(commands)
     return parser
+
+
+def _add_report_parser(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write the explanation report (HTML, PNG plots, importance table) for a model and data",
+        description=(
+            "Explain the rows of DATA (a .csv or .parquet file) with the model and write into OUTPUT: "
+            "report.html (self-contained), importance.csv and .json, shap_bar.png, shap_beeswarm.png, and "
+            "force_row_<i>.html and lime_row_<i>.html for the first sample rows."
+        ),
+    )
+    report.add_argument("model_uri", metavar="MODEL_URI", help="MLflow model URI or local model folder")
+    report.add_argument("data", metavar="DATA", help="a .csv or .parquet file of rows to explain")
+    report.add_argument("output", metavar="OUTPUT", help="output folder, created if missing")
+    report.add_argument("--sample-rows", type=int, default=3, help="first rows given force and LIME pages (default 3)")
+    report.add_argument("--explained-class", default="auto", help='"auto", "predicted" or a class label (default auto)')
+    report.add_argument("--no-lime", dest="lime", action="store_false", help="leave out the LIME pages")
+    report.add_argument("--max-rows", type=_positive, default=1000, help="rows explained for the plots (default 1000)")
+    report.add_argument("--max-display", type=_positive, default=15, help="features shown in the plots (default 15)")
+    report.add_argument("--seed", type=int, default=0, help="seed of the row sample and of sampling explainers")
+    report.add_argument("--title", default=None, help="heading of the report")
+    report.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    report.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+    report.set_defaults(handler=report_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Run ``explainable-model report``; return the exit status."""
+    from explainable_model.report_builder import report
+
+    files = report(
+        args.model_uri,
+        args.data,
+        args.output,
+        sample_rows=args.sample_rows,
+        explained_class=args.explained_class,
+        lime=args.lime,
+        max_rows=args.max_rows,
+        max_display=args.max_display,
+        seed=args.seed,
+        title=args.title,
+    )
+    if not args.quiet:
+        print(f"Wrote {len(files.paths())} files to {files.directory}; open {files.report}")
+    return 0
 
 
 def _configure_logging(quiet: bool, verbose: bool) -> None:

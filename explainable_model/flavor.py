@@ -11,6 +11,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+import shap
 from mlflow.models import Model, ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc import PyFuncModel
@@ -32,8 +33,13 @@ from explainable_model.persistence import (
     write_state,
 )
 from explainable_model.preparation import Prepared, SaveOptions, prepare
+from explainable_model.report_builder import build_report, report_options
+from explainable_model.shap_explanation import to_shap_explanation
 
 logger = logging.getLogger(__name__)
+
+# Run artifact folder of the explanation report that log_model logs.
+REPORT_ARTIFACT_PATH = "explanations"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _MODEL_CODE = _PACKAGE_DIR / "_model_code.py"
@@ -295,6 +301,7 @@ def log_model(
     pip_requirements: list[str] | None = None,
     extra_pip_requirements: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    log_report: bool | dict[str, Any] = True,
     **kwargs: Any,
 ) -> ModelInfo:
     """Log an estimator with its SHAP explainer as an MLflow model of the active run.
@@ -310,6 +317,14 @@ def log_model(
         Also register the model under this name, creating it if needed.
     await_registration_for : int
         Seconds to wait for the registered version to be ready.
+    log_report : bool or dict
+        Also log the explanation report of :func:`explainable_model.report` under the run's
+        ``explanations/`` artifacts (``explanations/report.html`` and the files it brings
+        together), built from the stored background sample. A dict sets the report's options
+        (``sample_rows``, ``explained_class``, ``lime``, ``max_display``, ``seed``, ``title``).
+        It adds about 1 second to the call for the credit example's model (docs/benchmarks.md).
+        With False, or when the model is logged without a run, no report is logged.
+        :func:`save_model` writes no report.
     **kwargs
         Passed to :meth:`mlflow.models.Model.log` (``run_id``, ``tags``, ``params``, ``step``).
 
@@ -344,22 +359,41 @@ def log_model(
         signature,
         input_example,
     )
-    return Model.log(
-        artifact_path=None,
-        name=name,
-        flavor=sys.modules[__name__],
-        registered_model_name=registered_model_name,
-        await_registration_for=await_registration_for,
-        metadata=metadata,
-        estimator=estimator,
-        background_data=background_data,
-        serialization_format=serialization_format,
-        skops_trusted_types=skops_trusted_types,
-        pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements,
-        _prepared=prepared,
-        **kwargs,
-    )
+    options = report_options(log_report) if log_report is not False else None
+    if options is not None and mlflow.active_run() is None and kwargs.get("run_id") is None:
+        logger.warning("No run is active, so the model %r is logged without its explanation report.", name)
+        options = None
+    with tempfile.TemporaryDirectory() as report_dir:
+        if options is not None:
+            # Built before anything is logged, so a report that fails logs nothing.
+            build_report(prepared.engine, prepared.background, report_dir, options, f"logged model {name!r}")
+        info = Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=sys.modules[__name__],
+            registered_model_name=registered_model_name,
+            await_registration_for=await_registration_for,
+            metadata=metadata,
+            estimator=estimator,
+            background_data=background_data,
+            serialization_format=serialization_format,
+            skops_trusted_types=skops_trusted_types,
+            pip_requirements=pip_requirements,
+            extra_pip_requirements=extra_pip_requirements,
+            _prepared=prepared,
+            **kwargs,
+        )
+        if options is not None:
+            _log_report(info, report_dir)
+    return info
+
+
+def _log_report(info: ModelInfo, report_dir: str) -> None:
+    if info.run_id is None:
+        logger.warning("Model %s was logged without a run, so its explanation report is not logged.", info.model_uri)
+        return
+    mlflow.MlflowClient().log_artifacts(info.run_id, report_dir, REPORT_ARTIFACT_PATH)
+    logger.info("Logged the explanation report to run %s under %s/.", info.run_id, REPORT_ARTIFACT_PATH)
 
 
 class LoadedModel:
@@ -407,6 +441,29 @@ class LoadedModel:
     def explain(self, data: pd.DataFrame, seed: int = 0) -> Attributions:
         """Return SHAP attributions of shape (n_rows, n_features, n_outputs) and base values."""
         return self.engine.explain(data, seed=seed)
+
+    def explanation(self, data: pd.DataFrame, explained_class: str = "auto", seed: int = 0) -> shap.Explanation:
+        """Return the SHAP attributions of ``predict`` as a ``shap.Explanation``, for shap's plots.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            Rows to explain, as for ``predict``.
+        explained_class : str
+            As the ``explained_class`` request parameter; with ``"all"`` the values have shape
+            (n_rows, n_features, n_classes) and ``output_names`` are the class labels.
+        seed : int
+            As the ``seed`` request parameter.
+
+        Returns
+        -------
+        shap.Explanation
+            Values equal to the ``shap:`` columns of ``predict``, base values equal to
+            ``shap_base_value``, the rows' raw values as ``data`` and the raw feature names.
+            The attribution units are ``self.engine.units``.
+        """
+        params = {"explainers": "shap", "explained_class": explained_class, "seed": seed}
+        return to_shap_explanation(self.predict(data, params=params), data)
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> LoadedModel:

@@ -246,6 +246,7 @@ def test_public_names_are_pinned():
         "LoadedModel",
         "ModelIntegrityError",
         "ParsedColumn",
+        "ReportFiles",
         "UnsupportedEstimatorError",
         "__version__",
         "column_name",
@@ -253,7 +254,9 @@ def test_public_names_are_pinned():
         "load_model",
         "log_model",
         "parse_column",
+        "report",
         "save_model",
+        "to_shap_explanation",
     }
 
 
