@@ -7,27 +7,34 @@ from explainable_model.exceptions import (
     InvalidInputError,
     InvalidParameterError,
     ModelIntegrityError,
+    PromotionError,
     UnsupportedEstimatorError,
 )
 from explainable_model.explainers import Attributions
 from explainable_model.flavor import LoadedModel, default_requirements, load_model, log_model, save_model
 from explainable_model.output import ParsedColumn, column_name, parse_column
+from explainable_model.registry import CheckResult, PromotionReport, current_holder, promote
 
 __all__ = [
     "AdditivityError",
     "Attributions",
+    "CheckResult",
     "ExplainableModelError",
     "InvalidInputError",
     "InvalidParameterError",
     "LoadedModel",
     "ModelIntegrityError",
     "ParsedColumn",
+    "PromotionError",
+    "PromotionReport",
     "UnsupportedEstimatorError",
     "__version__",
     "column_name",
+    "current_holder",
     "default_requirements",
     "load_model",
     "log_model",
     "parse_column",
+    "promote",
     "save_model",
 ]
