@@ -18,8 +18,10 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python examples/credit_scoring.py
 
 # Java 17+ for the Spark tests (tests/spark_setup.sh installs it with apt-get when missing).
+# PostgreSQL for the promotion tests against `mlflow server` (tests/postgres_setup.sh, likewise).
 test-setup: $(STAMP)
 	tests/spark_setup.sh
+	tests/postgres_setup.sh
 
 test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -52,9 +52,9 @@ def register(pipeline, train: pd.DataFrame, name: str) -> mlflow.models.model.Mo
 
 
 def race(
-    name: str, versions: list[str], validation: pd.DataFrame, timeout_s: float = 120.0
+    name: str, versions: list[str], validation: pd.DataFrame, alias: str = "champion", timeout_s: float = 120.0
 ) -> list[em.PromotionReport]:
-    """Promote ``versions`` to 'champion' from one thread each and return their reports.
+    """Promote ``versions`` to ``alias`` from one thread each and return their reports.
 
     Every thread waits for the others after its first check, so all of them have read the
     holder before any of them can move the alias: the promotions really overlap.
@@ -70,7 +70,7 @@ def race(
     def run(version: str) -> None:
         try:
             reports[version] = em.promote(
-                name, version, "champion", validation_data=validation, target=TARGET,
+                name, version, alias, validation_data=validation, target=TARGET,
                 latency_calls=3, explain_rows=50, on_check=on_check, lock_timeout_s=timeout_s,
             )  # fmt: skip
         except BaseException as error:  # noqa: BLE001 - re-raised by the caller's assert
