@@ -23,7 +23,7 @@ SERVER_READY_TIMEOUT_S = 120.0
 _COMMAND_TIMEOUT_S = 120
 _POLL_INTERVAL_S = 0.5
 # The server's workers finish open keep-alive connections after SIGTERM, which takes over 10 s;
-# the test server holds nothing worth waiting for.
+# the test server keeps nothing worth waiting for.
 _STOP_GRACE_S = 3.0
 # PostgreSQL refuses to run as root, so under uid 0 its programs run as this user.
 POSTGRES_USER = "postgres"
@@ -61,7 +61,7 @@ def postgres_cluster(bin_dir: Path) -> Iterator[str]:
     """Create and start a cluster in a temporary folder; yield its SQLAlchemy URI; stop and remove it.
 
     The cluster listens on a free TCP port of 127.0.0.1 only, with its unix socket in the
-    folder, and trusts local connections: it holds nothing but test data and lives as long as
+    folder, and trusts local connections, because it contains only test data and lives as long as
     the test session.
     """
     root = Path(tempfile.mkdtemp(prefix="explainable-model-pg-"))
@@ -119,7 +119,7 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
 
 
 def _stop_server(process: subprocess.Popen) -> None:
-    # The server runs in its own session, so its process group holds all its workers.
+    # The server runs in its own session, so its process group contains all its workers.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:

@@ -258,3 +258,32 @@ def test_column_problems_rule():
         assert column_problems(candidate, holder) == expected, case
     assert column_problems(Schema([ColSpec("long", "a")]), Schema([ColSpec("integer", "a")])) == []
     assert column_problems(ModelSignature(inputs=holder).inputs, None) == []
+
+
+def test_quality_metric_other_tasks():
+    from sklearn.datasets import load_diabetes, load_wine
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import roc_auc_score
+
+    diabetes = load_diabetes(as_frame=True).frame
+    wine = load_wine(as_frame=True).frame
+    regressor = Ridge().fit(diabetes.drop(columns="target"), diabetes["target"])
+    classifier = RandomForestClassifier(n_estimators=10, max_depth=3, random_state=0)
+    classifier.fit(wine.drop(columns="target"), wine["target"])
+    cases = [("diabetes", regressor, diabetes, "rmse"), ("wine", classifier, wine, "auc")]
+
+    for name, estimator, frame, metric in cases:
+        features = frame.drop(columns="target")
+        with mlflow.start_run():
+            em.log_model(estimator, name="model", background_data=features, registered_model_name=name)
+        report = em.promote(name, 1, validation_data=frame, target="target", dry_run=True, **FAST)
+        quality = report.check("quality")
+        if metric == "rmse":
+            expected = float(((estimator.predict(features) - frame["target"]) ** 2).mean() ** 0.5)
+        else:
+            expected = roc_auc_score(frame["target"], estimator.predict_proba(features), multi_class="ovr")
+
+        assert quality.unit == metric, name
+        assert quality.figure == pytest.approx(expected, rel=1e-9), name
+        assert report.check("additivity").status == "passed", name

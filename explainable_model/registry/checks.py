@@ -56,14 +56,10 @@ class CheckSettings:
     def check(self) -> None:
         """Raise InvalidParameterError for an invalid setting."""
         if self.metric != AUTO_METRIC and self.metric not in METRICS:
-            raise InvalidParameterError(
-                f"metric must be 'auto' or one of {sorted(METRICS)}, got {self.metric!r}."
-            )
+            raise InvalidParameterError(f"metric must be 'auto' or one of {sorted(METRICS)}, got {self.metric!r}.")
         unknown = sorted(set(self.blocking) - set(CHECK_NAMES))
         if unknown:
-            raise InvalidParameterError(
-                f"blocking names unknown checks {unknown}; choose from {list(CHECK_NAMES)}."
-            )
+            raise InvalidParameterError(f"blocking names unknown checks {unknown}; choose from {list(CHECK_NAMES)}.")
         for name in ("quality_tolerance", "latency_budget_ms", "latency_timeout_s"):
             if not getattr(self, name) >= 0:
                 raise InvalidParameterError(f"{name} must be 0 or more, got {getattr(self, name)!r}.")
@@ -82,7 +78,7 @@ class CheckSettings:
 
 @dataclass
 class CheckContext:
-    """What the checks share: the loaded models, the validation data and the results so far."""
+    """State shared by the checks: the loaded models, the validation data and cached results."""
 
     model_uri: str
     holder_uri: str | None
@@ -93,6 +89,13 @@ class CheckContext:
     holder: LoadedModel | None = None
     holder_error: str | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The candidate model; only checks that run after ``loads`` passed use it."""
+        if self.candidate is None:
+            raise RuntimeError("the candidate model is not loaded")
+        return self.candidate
 
     def explain_sample(self) -> pd.DataFrame:
         """Return the validation rows that the attribution checks explain, the same for both models."""
@@ -146,7 +149,7 @@ def check_loads(context: CheckContext) -> CheckResult:
             details={"model_uri": context.model_uri, "load_seconds": seconds},
         )
     example = pd.DataFrame(example)
-    scored = context.candidate.predict(example)
+    scored = context.model.predict(example)
     ok = len(scored) == len(example) and bool(scored[columns.PREDICTION].notna().all())
     return _result(
         context,
@@ -195,6 +198,11 @@ def column_problems(candidate: Schema | None, holder: Schema | None) -> list[str
     return problems
 
 
+def _summary(problems: list[str], limit: int = 3) -> str:
+    more = len(problems) - limit
+    return "; ".join(problems[:limit]) + (f"; and {more} more (see details)" if more > 0 else "")
+
+
 def _type_name(spec: Any) -> str:
     kind = spec.type
     return getattr(kind, "name", None) or str(kind).lower()
@@ -203,7 +211,9 @@ def _type_name(spec: Any) -> str:
 def check_schema(context: CheckContext) -> CheckResult:
     """Compare the candidate's input schema with the holder's."""
     if context.holder_uri is None:
-        return _result(context, "schema", status=PASSED, figure=0, threshold=0, comparison="<=", message=NO_HOLDER)
+        return _result(
+            context, "schema", status=PASSED, figure=0, threshold=0, comparison="<=", unit="columns", message=NO_HOLDER
+        )
     candidate = context.candidate.metadata.get_input_schema() if context.candidate else None
     holder = mlflow.models.get_model_info(context.holder_uri).signature
     problems = column_problems(candidate, holder.inputs if holder else None)
@@ -215,7 +225,7 @@ def check_schema(context: CheckContext) -> CheckResult:
         threshold=0,
         comparison="<=",
         unit="columns",
-        message="accepts every column the holder requires" if not problems else "; ".join(problems),
+        message=_summary(problems) if problems else "accepts every column the holder requires",
         details={"problems": problems},
     )
 
@@ -257,11 +267,13 @@ def score_metric(model: LoadedModel, metric: str, features: pd.DataFrame, target
     unknown = sorted(set(truth) - set(labels))
     if unknown:
         raise InvalidParameterError(
-            f"The target column holds labels the model does not know: {unknown[:5]}; its classes are {labels}."
+            f"The target column contains labels that are not among the model's classes {labels}: {unknown[:5]}."
         )
     if metric == "accuracy":
         return float(np.mean(scored[columns.PREDICTION].astype(str).to_numpy() == truth))
-    probability_columns = [columns.column_name(columns.PROBABILITY, class_label=label) for label in engine.classes]
+    probability_columns = [
+        columns.column_name(columns.PROBABILITY, class_label=label) for label in engine.classes or []
+    ]
     has_probabilities = all(name in scored.columns for name in probability_columns)
     if metric == "log_loss":
         if not has_probabilities:
@@ -282,9 +294,9 @@ def score_metric(model: LoadedModel, metric: str, features: pd.DataFrame, target
 def check_quality(context: CheckContext) -> CheckResult:
     """Compare the quality metric of the candidate with the holder's on the validation data."""
     settings = context.settings
-    metric = resolve_metric(settings.metric, context.candidate.engine.task)
+    metric = resolve_metric(settings.metric, context.model.engine.task)
     higher_is_better = METRICS[metric]
-    figure = score_metric(context.candidate, metric, context.features, context.target)
+    figure = score_metric(context.model, metric, context.features, context.target)
     details: dict[str, Any] = {"metric": metric, "rows": len(context.features), "higher_is_better": higher_is_better}
     problems = []
     if settings.min_quality is not None:
@@ -292,6 +304,7 @@ def check_quality(context: CheckContext) -> CheckResult:
         if (figure < settings.min_quality) if higher_is_better else (figure > settings.min_quality):
             better = "at least" if higher_is_better else "at most"
             problems.append(f"{metric} {figure:.4g} is not {better} min_quality {settings.min_quality:.4g}")
+
     holder = context.load_holder()
     threshold = settings.min_quality
     message = f"{metric} {figure:.4g}; {NO_HOLDER}"
@@ -308,13 +321,16 @@ def check_quality(context: CheckContext) -> CheckResult:
                 f"{metric} {figure:.4g} is worse than the holder's {holder_figure:.4g} by more than "
                 f"{settings.quality_tolerance:.0%}"
             )
+    comparison = ""
+    if threshold is not None:
+        comparison = ">=" if higher_is_better else "<="
     return _result(
         context,
         "quality",
         status=FAILED if problems else PASSED,
         figure=figure,
         threshold=threshold,
-        comparison=(">=" if higher_is_better else "<=") if threshold is not None else "",
+        comparison=comparison,
         unit=metric,
         message="; ".join(problems) if problems else message,
         details=details,
@@ -333,7 +349,7 @@ def _attribution_matrix(scored: pd.DataFrame, engine: ExplanationEngine) -> np.n
 
 def check_additivity(context: CheckContext) -> CheckResult:
     """Compare base value plus attributions with the model's own output on validation rows."""
-    model = context.candidate
+    model = context.model
     engine = model.engine
     sample = context.explain_sample()
     scored = _shap_frame(model, sample)
@@ -353,6 +369,7 @@ def check_additivity(context: CheckContext) -> CheckResult:
     tolerance = context.settings.additivity_tolerance
     if tolerance is None:
         tolerance = additivity_tolerance(engine, rows, Attributions(values[:, :, None], base[:, None]))
+
     stored = model.config.get("additivity", {})
     ok = error <= tolerance
     return _result(
@@ -394,9 +411,10 @@ def check_drift(context: CheckContext) -> CheckResult:
     sample = context.explain_sample()
     candidate_scored = context.cache.get("candidate_scored")
     if candidate_scored is None:
-        candidate_scored = _shap_frame(context.candidate, sample)
-    mine = _importance(candidate_scored, context.candidate.engine)
+        candidate_scored = _shap_frame(context.model, sample)
+    mine = _importance(candidate_scored, context.model.engine)
     theirs = _importance(_shap_frame(holder, sample), holder.engine)
+
     shared = [name for name in mine.index if name in theirs.index]
     details: dict[str, Any] = {
         "rows": len(sample),
@@ -414,6 +432,7 @@ def check_drift(context: CheckContext) -> CheckResult:
             message=f"the models share {len(shared)} features; a rank correlation needs 2 or more",
             details=details,
         )
+
     rho = float(stats.spearmanr(mine[shared], theirs[shared]).statistic)
     if not np.isfinite(rho):
         rho = float("nan")
@@ -443,13 +462,13 @@ def _top(importance: pd.Series, n: int = 5) -> dict[str, float]:
 def check_latency(context: CheckContext) -> CheckResult:
     """Time single-row predict-and-explain calls in this process, with the model's default parameters."""
     settings = context.settings
-    row = model_rows(context.candidate, context.features).iloc[[0]]
-    context.candidate.predict(row)  # the first call fills caches; it is not timed
+    row = model_rows(context.model, context.features).iloc[[0]]
+    context.model.predict(row)  # the first call fills caches; it is not timed
     durations: list[float] = []
     deadline = time.monotonic() + settings.latency_timeout_s
     while len(durations) < settings.latency_calls and time.monotonic() < deadline:
         started = time.perf_counter()
-        context.candidate.predict(row)
+        context.model.predict(row)
         durations.append((time.perf_counter() - started) * 1000.0)
     p50 = float(np.percentile(durations, 50))
     ok = p50 <= settings.latency_budget_ms

@@ -2,10 +2,10 @@
 
 The registry has no compare-and-set for aliases, so two promotions that re-read the holder and
 then move the alias could both see the old holder and both move it. Creating a registered model
-is atomic in every store (the name is a primary key in the SQL stores, and the server answers
-``RESOURCE_ALREADY_EXISTS``), so a registered model named ``<name>.promotion-lock.<alias>``
-serves as the lock. It is held only while the holder is re-read, the report stored and the alias
-moved, and deleted afterwards.
+is atomic in MLflow's SQL stores, whose name column is a primary key, and so through
+``mlflow server`` too: a second create fails with ``RESOURCE_ALREADY_EXISTS``. A registered
+model named ``<name>.promotion-lock.<alias>`` therefore serves as the lock. It is held only
+while the holder is re-read, the report stored and the alias moved, and deleted afterwards.
 """
 
 from __future__ import annotations

@@ -96,13 +96,18 @@ def promote(
 ) -> PromotionReport:
     """Check a registered model version and move ``alias`` to it if every blocking check passed.
 
-    The checks run in this order: ``loads`` (the version loads by its ``models:/`` URI and
-    scores its stored input example), ``schema`` (it accepts every input column the alias
-    holder requires, with compatible types), ``quality`` (its metric on the validation data is
-    not worse than the holder's beyond ``quality_tolerance``), ``additivity`` (base value plus
-    SHAP attributions equal the model's own output), ``drift`` (Spearman correlation of mean
-    absolute attribution per feature with the holder's) and ``latency`` (median single-row
-    predict-and-explain time). Without a holder, the comparisons pass and say so.
+    The checks run in this order:
+
+    - ``loads``: the version loads by its ``models:/`` URI and scores its stored input example.
+    - ``schema``: it accepts every input column the alias holder requires, with compatible types.
+    - ``quality``: its metric on the validation data is not worse than the holder's beyond
+      ``quality_tolerance``.
+    - ``additivity``: base value plus SHAP attributions equal the model's own output.
+    - ``drift``: the Spearman correlation of mean absolute attribution per feature with the
+      holder's is at least ``min_drift_correlation``.
+    - ``latency``: the median single-row predict-and-explain time is within the budget.
+
+    Without a holder, the comparisons pass with the note "no holder".
 
     The report is stored as JSON and HTML artifacts of the version's run, under
     ``promotion/<alias>/``, and summarized in ``promotion.*`` tags on the version. Then, under
@@ -266,9 +271,7 @@ def _report_run(client: MlflowClient, model_version: ModelVersion) -> str:
         return model_version.run_id
     experiment = client.get_experiment_by_name("Default")
     experiment_id = experiment.experiment_id if experiment else client.create_experiment("Default")
-    run = client.create_run(
-        experiment_id, run_name=f"promotion-{model_version.name}-v{model_version.version}"
-    )
+    run = client.create_run(experiment_id, run_name=f"promotion-{model_version.name}-v{model_version.version}")
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -36,7 +36,7 @@ class CheckResult:
     figure : float or None
         The measured value, in ``unit``.
     threshold : float or None
-        The limit the figure was compared with; ``comparison`` says how.
+        The limit the figure was compared with, in the direction that ``comparison`` gives.
     comparison : str
         ``">="``, ``"<="`` or ``""`` when the check has no numeric limit.
     unit : str
