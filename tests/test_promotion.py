@@ -235,6 +235,8 @@ def test_promote_rejects_bad_arguments(credit_split, holder):
         em.promote(NAME, 9, validation_data=validation, target=TARGET)
     with pytest.raises(em.PromotionError, match="target column 'status'"):
         em.promote(NAME, holder, validation_data=validation, target="status")
+    with pytest.raises(em.InvalidParameterError, match="alias 'latest' is invalid"):
+        em.promote(NAME, holder, "latest", validation_data=validation, target=TARGET)
     with pytest.raises(em.InvalidParameterError, match="unknown checks"):
         em.promote(NAME, holder, validation_data=validation, target=TARGET, blocking=["speed"])
 

@@ -15,7 +15,11 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from explainable_model.exceptions import PromotionError
+# MLflow's own alias rules (allowed characters, length, the reserved "latest" and "v<N>"), checked
+# before any work so that a dry run rejects an alias the real promotion could not set.
+from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+from explainable_model.exceptions import InvalidParameterError, PromotionError
 from explainable_model.registry.checks import (
     AUTO_METRIC,
     CHECK_NAMES,
@@ -64,9 +68,20 @@ def current_holder(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        # MLflow 3.17's SQL store reports a missing alias as INVALID_PARAMETER_VALUE "... not found".
+        missing_alias = error.error_code == "INVALID_PARAMETER_VALUE" and "not found" in error.message
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST" or missing_alias:
             return None
         raise
+
+
+def check_alias(alias: str) -> None:
+    """Raise InvalidParameterError for an alias that MLflow would reject when moving it."""
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+    except MlflowException as error:
+        raise InvalidParameterError(f"alias {alias!r} is invalid: {error.message}") from error
 
 
 def _now() -> str:
@@ -168,7 +183,7 @@ def promote(
         If the version does not exist, the validation data lacks ``target``, or the alias lock
         stays busy; the alias does not move.
     InvalidParameterError
-        If a threshold or check name is invalid.
+        If a threshold, check name or the alias is invalid.
     """
     settings = CheckSettings(
         metric=metric,
@@ -182,6 +197,7 @@ def promote(
         blocking=tuple(blocking),
     )
     settings.check()
+    check_alias(alias)
     client = client or MlflowClient()
     version = str(version)
     model_version = _get_version(client, name, version)
