@@ -252,6 +252,8 @@ def promote(
                 return report
             report.status = PROMOTED
             report.message = f"Alias '{alias}' moved from {_text(holder_at_start)} to version {version}."
+            # NOTE: a process killed between these two calls leaves a "promoted" report and tag
+            # while the alias did not move; get_model_version_by_alias is the authority.
             _store(client, report, model_version)
             client.set_registered_model_alias(name, alias, version)
             alias_moved = True
