@@ -19,9 +19,11 @@ demo: $(STAMP)
 
 # Java 17+ for the Spark tests (tests/spark_setup.sh installs it with apt-get when missing).
 # Chromium for the report's browser test (tests/chromium_setup.sh, the same way).
+# PostgreSQL for the promotion tests against `mlflow server` (tests/postgres_setup.sh, likewise).
 test-setup: $(STAMP)
 	tests/spark_setup.sh
 	tests/chromium_setup.sh
+	tests/postgres_setup.sh
 
 test: test-setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""Command line interface: ``explainable-model score`` and ``explainable-model report``."""
+"""Command line interface: ``explainable-model score``, ``report`` and ``promote``."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
     score.set_defaults(handler=score_command)
     _add_report_parser(commands)
+    _add_promote_parser(commands)
     return parser
 
 
@@ -120,6 +121,44 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def _add_promote_parser(commands: Any) -> None:
+    from explainable_model.registry import CHECK_NAMES, DEFAULT_BLOCKING, METRICS
+
+    promote = commands.add_parser(
+        "promote",
+        help="check a registered model version and move an alias to it",
+        description=(
+            "Run the promotion checks on version VERSION of registered model NAME, store the report with the "
+            "version, and move the alias to it only if every blocking check passed. Exit status: 0 when "
+            "promoted (or a dry run passed), 3 when rejected or in conflict with another promotion, 1 on errors."
+        ),
+    )
+    promote.add_argument("name", metavar="NAME", help="registered model name")
+    promote.add_argument("version", metavar="VERSION", help="model version to promote")
+    promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
+    promote.add_argument("--validation-data", required=True, metavar="FILE", help=".csv or .parquet file")
+    promote.add_argument("--target", required=True, metavar="COLUMN", help="true label or value column")
+    promote.add_argument("--metric", default="auto", choices=["auto", *METRICS], help="quality metric (default auto)")
+    promote.add_argument("--quality-tolerance", type=float, default=0.01, help="fraction of the holder's figure")
+    promote.add_argument("--min-quality", type=float, default=None, help="quality floor, or ceiling for errors")
+    promote.add_argument("--additivity-tolerance", type=float, default=None, help="in attribution units")
+    promote.add_argument("--min-drift-correlation", type=float, default=0.5, help="Spearman rho (default 0.5)")
+    promote.add_argument("--latency-budget-ms", type=float, default=250.0, help="single-row p50 (default 250)")
+    promote.add_argument("--latency-calls", type=_positive, default=30, help="timed calls (default 30)")
+    promote.add_argument("--explain-rows", type=_positive, default=200, help="rows explained (default 200)")
+    promote.add_argument(
+        "--blocking",
+        default=",".join(DEFAULT_BLOCKING),
+        help=f"comma-separated checks that must pass, of {','.join(CHECK_NAMES)} (default: all but latency)",
+    )
+    promote.add_argument("--dry-run", action="store_true", help="print the report; store and move nothing")
+    promote.add_argument("--json", action="store_true", help="print the report as JSON")
+    promote.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    promote.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+    promote.set_defaults(handler=promote_command)
+
+
 def _configure_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     package = logging.getLogger(PACKAGE_LOGGER)
@@ -158,6 +197,32 @@ def score_command(args: argparse.Namespace) -> int:
             + (f"; {summary.rejected} rejected rows in {summary.rejects}" if summary.rejects else "")
         )
     return 0
+
+
+def promote_command(args: argparse.Namespace) -> int:
+    """Run ``explainable-model promote``; return the exit status."""
+    from explainable_model.registry import promote
+
+    report = promote(
+        args.name,
+        args.version,
+        args.alias,
+        validation_data=args.validation_data,
+        target=args.target,
+        metric=args.metric,
+        quality_tolerance=args.quality_tolerance,
+        min_quality=args.min_quality,
+        additivity_tolerance=args.additivity_tolerance,
+        min_drift_correlation=args.min_drift_correlation,
+        latency_budget_ms=args.latency_budget_ms,
+        latency_calls=args.latency_calls,
+        explain_rows=args.explain_rows,
+        blocking=[name.strip() for name in args.blocking.split(",") if name.strip()],
+        dry_run=args.dry_run,
+    )
+    if not args.quiet:
+        print(report.to_json() if args.json else report.to_text())
+    return 0 if report.status == "promoted" or (report.status == "dry_run" and report.passed) else 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

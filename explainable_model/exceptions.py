@@ -7,7 +7,8 @@
     ├── InvalidParameterError             a request parameter that is unknown, mistyped or out of range
     ├── UnsupportedEstimatorError         an estimator that cannot be saved or explained as requested
     ├── AdditivityError                   an exact explainer whose attributions do not add up at save time
-    └── ModelIntegrityError               a saved model whose files were changed, removed or are unsafe to load
+    ├── ModelIntegrityError               a saved model whose files were changed, removed or are unsafe to load
+    └── PromotionError                    a registry promotion that cannot start or cannot take the alias lock
 
 ``InvalidInputError`` and ``InvalidParameterError`` are also ``MlflowException`` with the
 ``INVALID_PARAMETER_VALUE`` code, so a model served by ``mlflow models serve`` answers them with
@@ -52,3 +53,7 @@ class AdditivityError(ExplainableModelError):
 
 class ModelIntegrityError(ExplainableModelError):
     """A saved model whose files differ from its manifest or may not be loaded safely."""
+
+
+class PromotionError(ExplainableModelError):
+    """A promotion that cannot run: an unknown version, a missing target column, a busy alias lock."""
