@@ -6,6 +6,8 @@ saved once with ``explainable_model.save_model``. Each server serves that folder
 uvicorn workers on 127.0.0.1 and a free port, with ``EXPLAINABLE_MODEL_N_JOBS=1`` so that each
 worker scores on one core. The servers run one after the other, never at the same time: each
 gets ``--warm-up`` untimed requests, then ``serving/load_test.py``'s clients for ``--seconds``.
+With ``--rounds 2`` (the default) the order is explainable, plain, plain, explainable, so that a
+trend in the load from other processes affects both servers alike.
 
 Run from the repository root::
 
@@ -143,8 +145,8 @@ def render(results: list[dict], args: argparse.Namespace, minutes: float) -> str
         f"cycling through {args.distinct} distinct bodies. The model is the demo's credit Pipeline "
         "(imputers, OneHotEncoder, GradientBoostingClassifier) saved with `explainable_model.save_model`; "
         f"both servers serve the same folder with {args.workers} uvicorn workers and "
-        '`EXPLAINABLE_MODEL_N_JOBS=1`, one server at a time. "identical outputs" counts responses whose '
-        "bytes differ from the first response to the same body.",
+        '`EXPLAINABLE_MODEL_N_JOBS=1`, one server at a time, in the order of the table rows. '
+        '"outputs differing" counts responses whose bytes differ from the first response to the same body.',
         "",
         "| server | requests | errors | outputs differing | throughput, requests/s | p50 ms | p99 ms | mean ms "
         "| 1/5/15-min load average before | after |",
@@ -195,6 +197,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1, help="rows per request (default 1)")
     parser.add_argument("--distinct", type=int, default=8, help="distinct request bodies (default 8)")
     parser.add_argument("--warm-up", type=int, default=40, help="untimed requests before the load (default 40)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per server, in ABBA order (default 2)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -227,9 +230,11 @@ def main() -> int:
                 ],
             ),
         ]
+        order = [servers if k % 2 == 0 else servers[::-1] for k in range(args.rounds)]
+        runs = [server for round_servers in order for server in round_servers]
         results = [
             measure(name, command, Path(folder) / f"server{i}.log", args, bodies)
-            for i, (name, command) in enumerate(servers)
+            for i, (name, command) in enumerate(runs)
         ]
     section = render(results, args, (time.monotonic() - started) / 60)
     print(section)
