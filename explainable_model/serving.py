@@ -5,9 +5,9 @@ routes ``/ping``, ``/health``, ``/version`` and ``/invocations``, and its reques
 two changes:
 
 - Requests are checked before MLflow's own schema enforcement. Parameters that the model's
-  signature does not declare are rejected instead of dropped. Input columns must be exactly the
-  model's features, values must fit the features' types, and a request may contain at most the
-  model's ``max_rows`` rows.
+  signature does not declare are rejected instead of dropped, input columns must be exactly the
+  model's features, and a request may contain at most the model's ``max_rows`` rows. The
+  model's own ``predict`` then checks the values against the features' types.
 - Every error response is a JSON object ``{"error_code": ..., "message": ...}`` whose message
   names the problem without any value from the request, and the server log gets the same
   message. MLflow's own messages quote the request (the whole input frame, the body of an
@@ -35,7 +35,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from mlflow.pyfunc import PyFuncModel
 
 from explainable_model.exceptions import ExplainableModelError, InvalidInputError, InvalidParameterError
-from explainable_model.features import coerce_frame
+from explainable_model.features import check_columns
 from explainable_model.model import FLAVOR_NAME
 from explainable_model.request_errors import (
     CURRENT_REQUEST,
@@ -109,7 +109,7 @@ class StrictModel:
             declare, or has a mistyped or out-of-range value.
         InvalidInputError
             If the input's columns or values do not fit the model, or it has more rows than
-            the model's ``max_rows``.
+            the model's ``max_rows``. Columns and rows are checked here, values by the model.
         mlflow.exceptions.MlflowException
             With ``INTERNAL_ERROR`` if the model fails in any other way.
         """
@@ -157,7 +157,10 @@ class StrictModel:
                 f"The request has {len(data)} rows, more than this model's limit of {limit} rows per "
                 f"request; split it into requests of at most {limit} rows."
             )
-        return coerce_frame(data, self.engine.features)
+        # Values are checked by the model's own predict, after MLflow's schema enforcement, and
+        # its messages contain no request values either.
+        check_columns(data, self.engine.features)
+        return data
 
 
 class CleanErrors:
