@@ -104,6 +104,8 @@ def serve_command(args: argparse.Namespace) -> int:
 
     try:
         serve(args.model_uri, host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 130
     except MlflowException as error:
         if isinstance(error, ExplainableModelError):
             raise

@@ -21,10 +21,12 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +293,30 @@ def _configure_logging() -> None:
     package.propagate = False
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
-def _local_copy(model_uri: str):
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit in the main thread while the block runs.
+
+    uvicorn handles SIGTERM itself and, after shutting down, raises it again to the handler it
+    found at start. With Python's default handler that ends the process at once, and the
+    downloaded model folder would stay behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _local_copy(model_uri: str) -> Iterator[str]:
     """Yield a local folder holding the model: ``model_uri`` itself when it is one."""
     if Path(model_uri).is_dir():
         yield str(Path(model_uri).resolve())
@@ -349,7 +373,7 @@ def serve(
         raise InvalidParameterError(f"workers must be a positive integer, got {workers}.")
     if timeout is not None:
         os.environ[MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.name] = str(timeout)
-    with _local_copy(model_uri) as model_path:
+    with _sigterm_as_exit(), _local_copy(model_uri) as model_path:
         # MLflow puts the model's code/ folder first on sys.path while loading. Spawned workers
         # copy sys.path, so without this they would import the serving layer from the model's
         # copy of the package, which may be of another version, instead of the installed one.
