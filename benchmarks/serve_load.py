@@ -9,9 +9,10 @@ gets ``--warm-up`` untimed requests, then ``serving/load_test.py``'s clients for
 With ``--rounds 2`` (the default) the order is explainable, plain, plain, explainable, so that a
 trend in the load from other processes affects both servers alike.
 
-Run from the repository root::
+Run from the repository root (the script puts the virtual environment's ``bin`` on the
+servers' PATH, which ``mlflow models serve`` needs)::
 
-    PATH="$PWD/.venv/bin:$PATH" .venv/bin/python benchmarks/serve_load.py
+    .venv/bin/python benchmarks/serve_load.py
 
 It prints the table and writes it, with the command, machine, load averages and package
 versions, under the "Served load" heading of ``docs/benchmarks.md`` (``--no-write`` skips that).

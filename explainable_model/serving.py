@@ -78,7 +78,7 @@ class StrictModel:
     """A loaded explainable model whose ``predict`` checks a request before MLflow's schema enforcement.
 
     MLflow's scoring app calls ``predict(data, params=params)`` and reads ``metadata``, so
-    this class stands in for the :class:`mlflow.pyfunc.PyFuncModel` it wraps.
+    this class can replace the :class:`mlflow.pyfunc.PyFuncModel` it wraps.
 
     Parameters
     ----------
@@ -257,7 +257,8 @@ def build_app(model: StrictModel) -> AsgiApp:
     from mlflow.pyfunc import scoring_server
 
     _configure_logging()
-    app = scoring_server.init(model)
+    # init() reads only ``metadata`` and ``predict``, which StrictModel has.
+    app = scoring_server.init(model)  # type: ignore[arg-type]
     timeout = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
     return CleanErrors(app, model.column_types, float(timeout) if timeout else None)
 
