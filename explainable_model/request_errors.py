@@ -68,12 +68,11 @@ _CONVERSION = re.compile(r"Failed to convert column (?P<column>.+?) (?:to type|f
 
 @dataclass
 class RequestRecord:
-    """The serving layer's record of one request: the clean error it raised, if any, and its rows."""
+    """The serving layer's record of one request: the clean error it raised, if any."""
 
     message: str | None = None
     error_code: str = "BAD_REQUEST"
     status: int = 400
-    rows: int | None = None
 
     def fail(self, message: str, error_code: str, status: int) -> None:
         self.message, self.error_code, self.status = message, error_code, status

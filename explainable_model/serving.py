@@ -117,9 +117,7 @@ class StrictModel:
         """
         record = CURRENT_REQUEST.get() or RequestRecord()
         try:
-            rows = self._checked_rows(data, params)
-            record.rows = len(rows)
-            return self.pyfunc_model.predict(rows, params=params)
+            return self.pyfunc_model.predict(self._checked_rows(data, params), params=params)
         except MlflowException as error:
             status = error.get_http_status_code()
             if isinstance(error, ExplainableModelError):

@@ -472,7 +472,7 @@ def two_worker_server(served_model, tmp_path_factory) -> Iterator[Server]:
     log_dir = tmp_path_factory.mktemp("serve_two_workers")
     command = _serve_command(str(served_model.local_path), "-w", "2")
     with serve_model(command, env, log_dir, cwd=log_dir) as url:
-        # /ping answers as soon as one worker is up; the requests below need both.
+        # /ping responds as soon as one worker is up; the requests below need both.
         log = log_dir / "server.err"
         deadline = time.monotonic() + READY_TIMEOUT_S
         while log.read_text().count("Application startup complete") < 2 and time.monotonic() < deadline:
@@ -553,3 +553,33 @@ def test_max_rows_zero_rejected_at_save(estimator, complete_rows, tmp_path):
         explainable_model.save_model(
             estimator, tmp_path / "model", background_data=complete_rows.drop(columns="Status"), max_rows=0
         )
+
+
+# Request timeout: a request that runs past -t gets a 504 with a JSON message.
+TIMEOUT_S = 1
+
+
+@pytest.fixture(scope="module")
+def timed_out(served_model, complete_rows, tmp_path_factory) -> Iterator[tuple[requests.Response, int]]:
+    env = server_env(served_model.store_uri, VENV_BIN)
+    log_dir = tmp_path_factory.mktemp("serve_timeout")
+    command = _serve_command(str(served_model.local_path), "-t", str(TIMEOUT_S))
+    # LIME with the largest sample count on the most rows takes several seconds on any machine.
+    rows = complete_rows.drop(columns="Status").iloc[:MAX_ROWS]
+    params = {"explainers": "lime", "num_samples": 20_000}
+    with serve_model(command, env, log_dir, cwd=log_dir) as url:
+        response = post_json(url, split_payload(rows, params))
+        ping = requests.get(f"{url}/ping", timeout=REQUEST_TIMEOUT_S).status_code
+        yield response, ping
+
+
+def test_slow_request_gets_504(timed_out):
+    assert timed_out[0].status_code == 504, timed_out[0].text[:500]
+
+
+def test_504_message_names_timeout(timed_out):
+    assert f"longer than the server's timeout of {TIMEOUT_S} s" in error_message(timed_out[0])
+
+
+def test_server_responds_after_timeout(timed_out):
+    assert timed_out[1] == 200
