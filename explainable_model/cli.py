@@ -1,4 +1,4 @@
-"""Command line interface: ``explainable-model score``, ``report`` and ``promote``."""
+"""Command line interface: ``explainable-model score``, ``report``, ``promote`` and ``serve``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(handler=score_command)
     _add_report_parser(commands)
     _add_promote_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 
@@ -157,6 +158,49 @@ def _add_promote_parser(commands: Any) -> None:
     promote.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     promote.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
     promote.set_defaults(handler=promote_command)
+
+
+
+
+
+def _add_serve_parser(commands: Any) -> None:
+    # -h is the host, as in `mlflow models serve`, so help is --help only.
+    serve = commands.add_parser(
+        "serve",
+        add_help=False,
+        help="serve a model over REST with MLflow's routes, strict params and value-free errors",
+        description=(
+            "Serve MODEL_URI with the routes and request formats of `mlflow models serve`. Parameters that the "
+            "model does not declare are rejected, and error messages never repeat request values."
+        ),
+    )
+    serve.add_argument("model_uri", metavar="MODEL_URI", help="MLflow model URI or local model folder")
+    serve.add_argument("-h", "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("-p", "--port", type=_positive, default=5000, help="port to bind (default 5000)")
+    serve.add_argument("-w", "--workers", type=_positive, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "-t", "--timeout", type=_positive, default=None, help="seconds per request before HTTP 504 (default 60)"
+    )
+    serve.add_argument("--help", action="help", help="show this help message and exit")
+    serve.set_defaults(handler=serve_command, quiet=False, verbose=False)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run ``explainable-model serve`` until it is stopped; return the exit status."""
+    from mlflow.exceptions import MlflowException
+
+    from explainable_model.serving import serve
+
+    try:
+        serve(args.model_uri, host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
+    except KeyboardInterrupt:
+        return 130
+    except MlflowException as error:
+        if isinstance(error, ExplainableModelError):
+            raise
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _configure_logging(quiet: bool, verbose: bool) -> None:

@@ -107,7 +107,12 @@ class ExplanationEngine:
         try:
             predictions, probabilities = self._predict(rows)
         except (ValueError, TypeError) as err:
-            raise InvalidInputError(f"The estimator could not score the input: {err}") from err
+            # The estimator's own message may quote input values, so it is left to the chained
+            # exception and kept out of the message, which a served error response repeats.
+            raise InvalidInputError(
+                f"The estimator could not score the input ({type(err).__name__}); check that every "
+                "column holds values like those the model was trained on."
+            ) from err
         result: dict[str, Any] = {columns.PREDICTION: _plain_array(predictions)}
         if probabilities is not None:
             for k, label in enumerate(self.classes or []):

@@ -25,6 +25,7 @@ from explainable_model.explainers import Attributions
 from explainable_model.features import check_columns
 from explainable_model.model import FLAVOR_NAME
 from explainable_model.native import is_booster_model
+from explainable_model.params import DEFAULT_MAX_ROWS
 from explainable_model.persistence import (
     ESTIMATOR_ARTIFACT,
     STATE_ARTIFACT,
@@ -158,6 +159,7 @@ def save_model(
     serialization_format: str = "auto",
     shap_n_jobs: int | None = None,
     output_space: str = "raw",
+    max_rows: int | None = DEFAULT_MAX_ROWS,
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -212,6 +214,10 @@ def save_model(
         ``"probability"`` explains class probabilities: exact for tree models through
         interventional TreeSHAP with the background data, checked for additivity here, and
         estimated by permutation SHAP for models that use it. Linear SHAP rejects it.
+    max_rows : int or None
+        Largest number of rows in one request to ``explainable-model serve``, which rejects a
+        larger request with HTTP 400; None means no limit. In-process ``predict`` and batch
+        scoring do not apply it.
     shap_n_jobs : int, optional
         Processes that exact TreeSHAP of scikit-learn trees spreads a large request over, and
         threads of XGBoost and LightGBM; all cores by default. The ``EXPLAINABLE_MODEL_N_JOBS``
@@ -259,6 +265,7 @@ def save_model(
             serialization_format=serialization_format,
             shap_n_jobs=shap_n_jobs,
             output_space=output_space,
+            max_rows=max_rows,
         ),
         signature,
         input_example,
@@ -293,6 +300,7 @@ def log_model(
     serialization_format: str = "auto",
     shap_n_jobs: int | None = None,
     output_space: str = "raw",
+    max_rows: int | None = DEFAULT_MAX_ROWS,
     skops_trusted_types: list[str] | None = None,
     signature: ModelSignature | None = None,
     input_example: pd.DataFrame | None = None,
@@ -355,6 +363,7 @@ def log_model(
             serialization_format=serialization_format,
             shap_n_jobs=shap_n_jobs,
             output_space=output_space,
+            max_rows=max_rows,
         ),
         signature,
         input_example,

@@ -14,6 +14,8 @@ EXPLAINER_NAMES = ("shap", "lime")
 AUTO_CLASS = "auto"
 PREDICTED_CLASS = "predicted"
 ALL_CLASSES = "all"
+# Rows that one served request may contain unless the model is saved with another max_rows.
+DEFAULT_MAX_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class ExplanationSettings:
     n_jobs : int or None
         Processes or threads that exact tree explainers use; None means all cores. The
         ``EXPLAINABLE_MODEL_N_JOBS`` environment variable overrides it where the model runs.
+    max_rows : int or None
+        Largest number of rows in one served request; None means no limit. ``explainable-model
+        serve`` rejects a larger request; in-process and batch scoring do not apply it.
     """
 
     explainers: str = "shap"
@@ -57,6 +62,7 @@ class ExplanationSettings:
     max_num_samples: int = 20_000
     num_features: int = 10
     n_jobs: int | None = None
+    max_rows: int | None = DEFAULT_MAX_ROWS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,18 +107,44 @@ def param_schema(settings: ExplanationSettings) -> ParamSchema:
     )
 
 
-def parse_explainers(value: str) -> tuple[str, ...]:
-    """Parse ``"shap"``, ``"none"`` or a comma-separated list of explainer names."""
+def parse_explainers(value: str, quote_unknown: bool = False) -> tuple[str, ...]:
+    """Parse ``"shap"``, ``"none"`` or a comma-separated list of explainer names.
+
+    ``quote_unknown`` names an unknown explainer in the error. Requests leave it off, so that a
+    served error response does not repeat the request's value.
+    """
     names = tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
     if names in ((), ("none",)):
         return ()
     unknown = [name for name in names if name not in EXPLAINER_NAMES]
     if unknown:
+        named = f" {unknown[0]!r}" if quote_unknown else ""
         raise InvalidParameterError(
-            f"Parameter 'explainers' has unknown explainer {unknown[0]!r}; expected a comma-separated "
+            f"Parameter 'explainers' names an unknown explainer{named}; expected a comma-separated "
             f"list of {', '.join(EXPLAINER_NAMES)}, or 'none'."
         )
     return names
+
+
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _type_name(value: Any) -> str:
+    # Messages name the type of a rejected value, never the value, so that a served error
+    # response does not repeat what the request sent.
+    return _TYPE_NAMES.get(type(value), f"a value of type {type(value).__name__}")
+
+
+def _out_of_range(name: str, low: int, high: int, value: int) -> InvalidParameterError:
+    side = f"below {low}" if value < low else f"above {high}"
+    return InvalidParameterError(f"Parameter {name!r} must be between {low} and {high}; the request's value is {side}.")
 
 
 def _typed(name: str, value: Any) -> Any:
@@ -120,10 +152,10 @@ def _typed(name: str, value: Any) -> Any:
     if expected is int:
         # MLflow's params schema rejects floats such as 100.0 for a long, so this does too.
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise InvalidParameterError(f"Parameter {name!r} must be an integer, got {type(value).__name__} {value!r}.")
+            raise InvalidParameterError(f"Parameter {name!r} must be an integer, got {_type_name(value)}.")
         return int(value)
     if not isinstance(value, str):
-        raise InvalidParameterError(f"Parameter {name!r} must be a string, got {type(value).__name__} {value!r}.")
+        raise InvalidParameterError(f"Parameter {name!r} must be a string, got {_type_name(value)}.")
     return value
 
 
@@ -165,24 +197,20 @@ def parse_params(
 
     top_k = merged["top_k"]
     if not 0 <= top_k <= n_features:
-        raise InvalidParameterError(f"Parameter 'top_k' must be between 0 and {n_features}, got {top_k}.")
+        raise _out_of_range("top_k", 0, n_features, top_k)
     orderings = merged["shap_orderings"]
     if not 1 <= orderings <= settings.max_shap_orderings:
-        raise InvalidParameterError(
-            f"Parameter 'shap_orderings' must be between 1 and {settings.max_shap_orderings}, got {orderings}."
-        )
+        raise _out_of_range("shap_orderings", 1, settings.max_shap_orderings, orderings)
     num_samples = merged["num_samples"]
     if not 2 <= num_samples <= settings.max_num_samples:
-        raise InvalidParameterError(
-            f"Parameter 'num_samples' must be between 2 and {settings.max_num_samples}, got {num_samples}."
-        )
+        raise _out_of_range("num_samples", 2, settings.max_num_samples, num_samples)
     num_features = merged["num_features"]
     if not 1 <= num_features <= n_features:
-        raise InvalidParameterError(f"Parameter 'num_features' must be between 1 and {n_features}, got {num_features}.")
+        raise _out_of_range("num_features", 1, n_features, num_features)
     explainers = parse_explainers(merged["explainers"])
     if top_k and not explainers:
         raise InvalidParameterError(
-            f"Parameter 'top_k' is {top_k}, but reasons need an explainer and 'explainers' is 'none'; "
+            "Parameter 'top_k' asks for reasons, but reasons need an explainer and 'explainers' is 'none'; "
             "request 'shap' or 'lime', or set top_k to 0."
         )
     explained_class = merged["explained_class"]
@@ -190,12 +218,12 @@ def parse_params(
     if class_labels is None and explained_class != AUTO_CLASS:
         raise InvalidParameterError(
             "Parameter 'explained_class' applies to classifiers only, and this model is a regressor; "
-            f"got {explained_class!r}."
+            "leave it out or send 'auto'."
         )
     if explained_class not in allowed_classes:
         raise InvalidParameterError(
             f"Parameter 'explained_class' must be one of {', '.join(repr(c) for c in allowed_classes)}; "
-            f"got {explained_class!r}."
+            "the request's value is not one of them."
         )
     return RequestOptions(
         explainers=explainers,

@@ -29,7 +29,7 @@ from explainable_model.explainers.factory import OUTPUT_SPACES, transformed_grou
 from explainable_model.explainers.lime import LimeExplainer, LimeSettings
 from explainable_model.features import FeatureSpec, coerce_frame, describe_features
 from explainable_model.native import adopt_feature_names, to_booster_model
-from explainable_model.params import ExplanationSettings, parse_explainers
+from explainable_model.params import DEFAULT_MAX_ROWS, ExplanationSettings, parse_explainers
 from explainable_model.persistence import SERIALIZATION_FORMATS
 from explainable_model.signature import build_signature
 
@@ -62,6 +62,7 @@ class SaveOptions:
     serialization_format: str = "auto"
     shap_n_jobs: int | None = None
     output_space: str = "raw"
+    max_rows: int | None = DEFAULT_MAX_ROWS
 
     def explainer_names(self) -> str:
         names = self.explainers if isinstance(self.explainers, str) else ",".join(self.explainers)
@@ -69,7 +70,7 @@ class SaveOptions:
 
     def check(self) -> None:
         """Raise :class:`InvalidParameterError` for the first invalid option."""
-        parse_explainers(self.explainer_names())
+        parse_explainers(self.explainer_names(), quote_unknown=True)
         if self.shap_method not in SHAP_METHODS:
             raise InvalidParameterError(f"shap_method must be one of {SHAP_METHODS}, got {self.shap_method!r}.")
         _check_positive("background_size", self.background_size)
@@ -94,6 +95,8 @@ class SaveOptions:
             raise InvalidParameterError(f"output_space must be one of {OUTPUT_SPACES}, got {self.output_space!r}.")
         if self.shap_n_jobs is not None:
             _check_positive("shap_n_jobs", self.shap_n_jobs)
+        if self.max_rows is not None:
+            _check_positive("max_rows", self.max_rows)
         if self.serialization_format not in SERIALIZATION_FORMATS:
             raise InvalidParameterError(
                 f"serialization_format must be one of {SERIALIZATION_FORMATS}, got {self.serialization_format!r}."
@@ -243,6 +246,7 @@ def prepare(
         max_num_samples=options.max_num_samples,
         num_features=lime_explainer.settings.num_features,
         n_jobs=options.shap_n_jobs,
+        max_rows=options.max_rows,
     )
     groups = transformed_groups(estimator, background, len(features))
     method = choose_shap_method(estimator, groups is not None) if options.shap_method == "auto" else options.shap_method

@@ -180,3 +180,41 @@ def frame_mismatches(served: list[dict[str, Any]], expected: pd.DataFrame, toler
             if not _same_cell(record[name], value, tolerance):
                 problems.append(f"row {i}, {name!r}: served {record[name]!r}, expected {value!r}")
     return problems
+
+
+def server_env(store_uri: str, python_bin: Path) -> dict[str, str]:
+    """Return the environment of a model server whose models live in ``store_uri``.
+
+    ``python_bin`` goes first on PATH, because `mlflow models serve` starts uvicorn through a
+    shell. Both tracking and registry URIs name the store, because ``mlflow.set_tracking_uri``
+    in the test process exports the current test's store in these variables.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PATH"] = f"{python_bin}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = store_uri
+    env["MLFLOW_REGISTRY_URI"] = store_uri
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    return env
+
+
+def run_until_exit(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a server ``command`` that is expected to exit at start, binding 127.0.0.1 on a free port.
+
+    A server that starts instead is stopped after READY_TIMEOUT_S, and the result then has the
+    return code of the stop signal.
+    """
+    process = subprocess.Popen(
+        [*command, "-h", HOST, "-p", str(free_port())],
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=READY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -186,10 +186,10 @@ def test_unknown_param_rejected_by_load_model(saved, credit_xy):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"top_k": -1}, "'top_k' must be between 0 and 13, got -1"),
-        ({"top_k": 99}, "'top_k' must be between 0 and 13, got 99"),
+        ({"top_k": -1}, "'top_k' must be between 0 and 13; the request's value is below 0"),
+        ({"top_k": 99}, "'top_k' must be between 0 and 13; the request's value is above 13"),
         ({"explained_class": "maybe"}, "'explained_class' must be one of"),
-        ({"explainers": "shapley"}, "unknown explainer 'shapley'"),
+        ({"explainers": "shapley"}, "names an unknown explainer; expected"),
         ({"shap_orderings": 0}, "'shap_orderings' must be between 1 and 100"),
         ({"top_k": "three"}, "top_k"),
     ],

@@ -121,12 +121,12 @@ def test_reasons_follow_lime_without_shap(credit_model, credit_xy):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"num_samples": 1}, "'num_samples' must be between 2 and 20000, got 1"),
+        ({"num_samples": 1}, "'num_samples' must be between 2 and 20000; the request's value is below 2"),
         ({"num_samples": 10**6}, "'num_samples' must be between 2 and 20000"),
-        ({"num_features": 0}, "'num_features' must be between 1 and 13, got 0"),
-        ({"num_features": 14}, "'num_features' must be between 1 and 13, got 14"),
+        ({"num_features": 0}, "'num_features' must be between 1 and 13; the request's value is below 1"),
+        ({"num_features": 14}, "'num_features' must be between 1 and 13; the request's value is above 13"),
         ({"explainers": "none", "top_k": 2}, "reasons need an explainer"),
-        ({"explainers": "lime,anchors"}, "unknown explainer 'anchors'"),
+        ({"explainers": "lime,anchors"}, "names an unknown explainer; expected"),
         ({"num_sample": 100}, "Unknown parameter 'num_sample'"),
     ],
 )
@@ -183,7 +183,7 @@ def test_lime_negative_seed_accepted(credit_model, credit_xy):
 
 
 def test_float_param_rejected(credit_model, credit_xy):
-    with pytest.raises(em.InvalidParameterError, match="Parameter 'num_samples' must be an integer, got float 100.0"):
+    with pytest.raises(em.InvalidParameterError, match="Parameter 'num_samples' must be an integer, got a float"):
         credit_model.predict(credit_xy[0].iloc[:1], params={"num_samples": 100.0})
 
 
