@@ -97,6 +97,9 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = dict(os.environ, PATH=f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # mlflow server 3.17 starts six huey job consumers (about 220 MiB each) unless told not to;
+    # registry calls do not need them.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     stderr_path = root / "server.stderr"
     with open(root / "server.stdout", "wb") as stdout, open(stderr_path, "wb") as stderr:
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
