@@ -271,7 +271,7 @@ def _numeric_block(frame: pd.DataFrame, features: list[FeatureSpec], dtypes: dic
     if not specs:
         return {}
     names = [s.name for s in specs]
-    # Selecting columns builds a new frame; a frame that already has exactly these columns
+    # Selecting columns builds a new frame, so a frame that already has exactly these columns
     # in this order is converted as it is.
     block = frame if list(dtypes) == names else frame[names]
     values = block.to_numpy(dtype="float64", na_value=np.nan)

@@ -93,7 +93,7 @@ class _BoosterModel(BaseEstimator):
         self.booster = booster
         self.facts = facts
         self._threads: dict[str, int] = {}
-        # A copy of an XGBoost booster that predicts on one thread; see _booster_for.
+        # A copy of the XGBoost booster that predicts on one thread, made when first needed.
         self._single_thread_booster: Any = None
 
     def set_threads(self, n_threads: int) -> None:
@@ -110,9 +110,9 @@ class _BoosterModel(BaseEstimator):
     def _booster_for(self, n_rows: int, explain: bool) -> Any:
         """Return the XGBoost booster to use for ``n_rows`` rows.
 
-        Waking OpenMP threads costs more than small inputs take to score on one thread (for one
-        row of 30 features and 200 trees of depth 6: 0.13 ms on one thread against 0.4 ms with
-        two), so small inputs use a single-threaded copy of the booster.
+        Waking OpenMP threads costs more than small inputs take to score on one thread. One row
+        of 30 features through 200 trees of depth 6 took 0.13 ms on one thread and 0.4 ms on
+        two, so small inputs use a single-threaded copy of the booster.
         """
         if not _single_threaded(n_rows, explain):
             return self.booster
@@ -151,7 +151,7 @@ class _BoosterModel(BaseEstimator):
         array = _numeric_array(frame)
         if array is not None and not options:
             # In-place prediction skips building a DMatrix, as XGBoost's own scikit-learn
-            # wrapper does; the values are the same.
+            # wrapper does, and returns the same values.
             return np.asarray(booster.inplace_predict(array))
         xgboost = require(XGBOOST)
         if array is not None:
@@ -185,9 +185,9 @@ class _BoosterModel(BaseEstimator):
         return values, raw[:, :, n_features]
 
 
-# Largest inputs scored on one thread: one row for TreeSHAP contributions, which cost about
-# 1.5 ms per row and so gain from a second thread from two rows on, and more for predictions,
-# which cost microseconds per row (measured with XGBoost 3.2 and LightGBM 4.7, 200 trees).
+# Largest inputs scored on one thread. TreeSHAP contributions cost about 1.5 ms per row, so a
+# second thread pays off from two rows on. Predictions cost microseconds per row, so up to 16
+# rows stay on one thread (measured with XGBoost 3.2 and LightGBM 4.7, 200 trees of depth 6).
 _SINGLE_THREAD_CONTRIBUTION_ROWS = 1
 _SINGLE_THREAD_PREDICTION_ROWS = 16
 
@@ -201,8 +201,8 @@ def _numeric_array(data: pd.DataFrame | np.ndarray) -> np.ndarray | None:
     if isinstance(data, np.ndarray):
         return data.astype("float32", copy=False) if data.dtype.kind in "biuf" else None
     if all(dtype.kind in "biuf" for dtype in data.dtypes):
-        # Building a DMatrix from an all-numeric frame goes through pandas per column and
-        # costs about 10 ms for one row of 30 columns; the array is equivalent and fast.
+        # XGBoost converts a frame to a DMatrix through pandas per column, which took about
+        # 10 ms for one row of 30 columns. The float32 array holds the same values.
         return data.to_numpy(dtype="float32", na_value=np.nan)
     return None
 
