@@ -28,6 +28,19 @@ import pandas as pd
 
 FEATURES = 30
 
+# Both ways sample their resident memory (VmRSS) every 0.2 s in a thread, so that the output
+# shows how memory evolves over a run, not only its peak.
+_SAMPLER = """
+import threading, time
+samples = []
+def _sample():
+    while True:
+        rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]
+        samples.append((time.perf_counter(), int(rss)))
+        time.sleep(0.2)
+threading.Thread(target=_sample, daemon=True).start()
+"""
+
 _CHUNKED = """
 import json, sys, time
 from explainable_model.cli import main
@@ -35,7 +48,7 @@ start = time.perf_counter()
 rc = main(["score", sys.argv[1], sys.argv[2], sys.argv[3], "--chunk-size", sys.argv[4], "--quiet"])
 seconds = time.perf_counter() - start
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"rc": rc, "seconds": seconds, "peak_kib": int(hwm)}))
+print(json.dumps({"rc": rc, "seconds": seconds, "peak_kib": int(hwm), "samples": [(t - start, k) for t, k in samples]}))
 """
 
 _IN_MEMORY = """
@@ -49,7 +62,7 @@ result = model.predict(frame.drop(columns="key"))
 pd.concat([frame, result], axis=1).to_parquet(sys.argv[3] + ".parquet", index=False)
 seconds = time.perf_counter() - start
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"rc": 0, "seconds": seconds, "peak_kib": int(hwm), "rows": len(result)}))
+print(json.dumps({"rc": 0, "seconds": seconds, "peak_kib": int(hwm), "samples": [(t - start, k) for t, k in samples]}))
 """
 
 
@@ -72,16 +85,30 @@ def _make_input(folder: Path, rows: int) -> Path:
     frame = pd.DataFrame(rng.normal(size=(rows, FEATURES)), columns=[f"f{i}" for i in range(FEATURES)])
     frame.insert(0, "key", np.arange(rows))
     path = folder / f"in-{rows}.parquet"
-    frame.to_parquet(path, index=False, row_group_size=100_000)
+    # pandas' default row groups: one group for up to 1,048,576 rows (pyarrow 25) and more for larger files.
+    frame.to_parquet(path, index=False)
     return path
 
 
 def _run(code: str, *args: str) -> dict:
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _SAMPLER + code, *args], capture_output=True, text=True, env=env, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _peak_by_quarter(result: dict) -> str:
+    """Return the largest resident memory sampled in each quarter of a run, in MiB."""
+    seconds = result["seconds"]
+    peaks = [0.0] * 4
+    for at, kib in result["samples"]:
+        if 0 <= at <= seconds:
+            quarter = min(int(4 * at / seconds), 3)
+            peaks[quarter] = max(peaks[quarter], kib / 1024)
+    return " / ".join(f"{peak:,.0f}" for peak in peaks)
 
 
 def _machine() -> str:
@@ -102,8 +129,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     args = parser.parse_args()
     lines = [
-        "| rows | way | seconds | rows/s | peak RSS MiB | chunked / in-memory time |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| rows | way | seconds | rows/s | peak RSS MiB | RSS peak by quarter of the run, MiB "
+        "| chunked / in-memory time |",
+        "|---:|---|---:|---:|---:|---|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -116,7 +144,8 @@ def main() -> None:
             for way, result in (("chunked CLI", chunked), ("in-memory predict", memory)):
                 lines.append(
                     f"| {rows:,} | {way} | {result['seconds']:.1f} | {rows / result['seconds']:,.0f} | "
-                    f"{result['peak_kib'] / 1024:,.0f} | {f'{ratio:.2f}x' if way == 'chunked CLI' else ''} |"
+                    f"{result['peak_kib'] / 1024:,.0f} | {_peak_by_quarter(result)} | "
+                    f"{f'{ratio:.2f}x' if way == 'chunked CLI' else ''} |"
                 )
             print(lines[-2], lines[-1], sep="\n", flush=True)
     print()
