@@ -25,6 +25,7 @@ BOOLEAN = "boolean"
 _INT64_SAFE = 2.0**62
 # Number of names listed in an error before the rest are counted.
 _MAX_LISTED = 5
+_MAX_NAME_CHARACTERS = 64
 
 
 @dataclass
@@ -107,7 +108,19 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _listed(names: list[str]) -> str:
+def request_name(name: str) -> str:
+    """Return a column or parameter name sent by a client, cut short for error messages.
+
+    A client controls these names, so an unbounded one would make error messages and log lines
+    as long as it likes.
+    """
+    if len(name) <= _MAX_NAME_CHARACTERS:
+        return name
+    return f"{name[:_MAX_NAME_CHARACTERS]}... ({len(name)} characters)"
+
+
+def listed_names(names: list[str]) -> str:
+    """Return up to 5 quoted names separated by commas, and how many more there are."""
     shown = ", ".join(repr(name) for name in names[:_MAX_LISTED])
     if len(names) > _MAX_LISTED:
         shown += f" and {len(names) - _MAX_LISTED} more"
@@ -124,16 +137,16 @@ def check_columns(frame: pd.DataFrame, features: list[FeatureSpec]) -> None:
 
     problems = []
     if missing:
-        problems.append(f"missing columns: {_listed(missing)}")
+        problems.append(f"missing columns: {listed_names(missing)}")
     if unexpected:
-        problems.append(f"unexpected columns: {_listed(unexpected)}")
+        problems.append(f"unexpected columns: {listed_names([request_name(name) for name in unexpected])}")
     if duplicated:
-        problems.append(f"duplicated columns: {_listed(duplicated)}")
+        problems.append(f"duplicated columns: {listed_names([request_name(name) for name in duplicated])}")
     if problems:
         raise InvalidInputError(
             "Input columns do not match the model's features ("
             + "; ".join(problems)
-            + f"). Send exactly these {len(expected)} columns: {_listed(expected)}."
+            + f"). Send exactly these {len(expected)} columns: {listed_names(expected)}."
         )
 
 
@@ -187,7 +200,7 @@ def _coerce_categorical(series: pd.Series, spec: FeatureSpec) -> pd.Series:
             known = [str(category) for category in spec.categories or []]
             raise InvalidInputError(
                 f"Column {spec.name!r} at row {int(unknown[0])} has a value that is not one of its "
-                f"{len(known)} training categories ({_listed(known)})."
+                f"{len(known)} training categories ({listed_names(known)})."
             )
         return pd.Series(values, index=series.index, name=series.name)
     # Missing text is NaN, never None: scikit-learn's imputers look for NaN in object columns.

@@ -9,6 +9,7 @@ from typing import Any
 from mlflow.types import ParamSchema, ParamSpec
 
 from explainable_model.exceptions import InvalidParameterError
+from explainable_model.features import request_name
 
 EXPLAINER_NAMES = ("shap", "lime")
 AUTO_CLASS = "auto"
@@ -190,7 +191,7 @@ def parse_params(
     unknown = sorted(set(params) - set(_TYPES))
     if unknown and strict:
         raise InvalidParameterError(
-            f"Unknown parameter {unknown[0]!r}; valid parameters are {', '.join(sorted(_TYPES))}."
+            f"Unknown parameter {request_name(unknown[0])!r}; valid parameters are {', '.join(sorted(_TYPES))}."
         )
     values = {name: _typed(name, params[name]) for name in _TYPES if params.get(name) is not None}
     merged = {**settings.to_dict(), **values}

@@ -37,7 +37,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from mlflow.pyfunc import PyFuncModel
 
 from explainable_model.exceptions import ExplainableModelError, InvalidInputError, InvalidParameterError
-from explainable_model.features import check_columns
+from explainable_model.features import check_columns, listed_names, request_name
 from explainable_model.model import FLAVOR_NAME
 from explainable_model.request_errors import (
     CURRENT_REQUEST,
@@ -68,10 +68,6 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def _type_text(data_type: Any) -> str:
     # DataType.double reads "double"; AnyType and other schema types read as their class name.
     return getattr(data_type, "name", None) or type(data_type).__name__
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(repr(name) for name in names)
 
 
 class StrictModel:
@@ -140,7 +136,8 @@ class StrictModel:
         undeclared = sorted(set(params or {}) - set(self.declared_params))
         if undeclared:
             raise InvalidParameterError(
-                f"Unknown parameter {_listed(undeclared)}; this model declares {', '.join(self.declared_params)}."
+                f"Unknown parameter {listed_names([request_name(name) for name in undeclared])}; "
+                f"this model declares {', '.join(self.declared_params)}."
             )
         self.engine.options(params, strict=True)
 

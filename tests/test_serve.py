@@ -56,6 +56,8 @@ N_FEATURES = 13
 # repeats the request's data would contain some of them.
 BASE_VALUES = {"Income": 4821.75, "Assets": 31415.5, "Debt": 2718.25, "Amount": 1337, "Price": 1687}
 TEXT_SENTINEL = "zq-applicant-7731"
+# A client-chosen name of 3,000 characters: messages show its first 64 and its length.
+LONG_NAME = "n" * 64 + "zq-tail-" * 367
 
 
 @dataclass
@@ -267,6 +269,12 @@ BAD_REQUESTS: dict[str, BadRequest] = {
         "unexpected columns: 'Extra'",
         secrets=(TEXT_SENTINEL,),
     ),
+    "long_unexpected_column": BadRequest(
+        lambda rows: _split_text(rows.assign(**{LONG_NAME: 1})),
+        400,
+        f"unexpected columns: '{'n' * 64}... (3000 characters)'",
+        secrets=(LONG_NAME[:80],),
+    ),
     "renamed_column": BadRequest(
         lambda rows: _split_text(rows.rename(columns={"Income": "income"})),
         400,
@@ -351,6 +359,12 @@ BAD_REQUESTS: dict[str, BadRequest] = {
     ),
     "unknown_param": BadRequest(
         lambda rows: _split_text(rows, {"topk": 3}), 400, "Unknown parameter 'topk'; this model declares"
+    ),
+    "long_unknown_param": BadRequest(
+        lambda rows: _split_text(rows, {LONG_NAME: 3}),
+        400,
+        f"Unknown parameter '{'n' * 64}... (3000 characters)'; this model declares",
+        secrets=(LONG_NAME[:80],),
     ),
     "param_not_an_integer": BadRequest(
         lambda rows: _split_text(rows, {"top_k": TEXT_SENTINEL}),
