@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--params", type=_params, default=None, help="request parameters as a JSON object")
     score.add_argument("--explainers", default=None, help='"shap", "lime", "shap,lime" or "none" (overrides --params)')
     score.add_argument("--top-k", type=int, default=None, help="reason columns per row (overrides --params)")
+    score.add_argument(
+        "--explained-class",
+        default=None,
+        help='class that attributions and reasons explain: a label, "predicted" or "all" (overrides --params; '
+        "by default a binary model explains its positive class, the second of its classes)",
+    )
     score.add_argument("--workers", type=_positive, default=1, help="processes scoring chunks (default 1)")
     score.add_argument(
         "--rejects", default=None, metavar="PATH", help="write bad rows to this .parquet or .csv file and go on"
@@ -223,6 +229,8 @@ def score_command(args: argparse.Namespace) -> int:
         params["explainers"] = args.explainers
     if args.top_k is not None:
         params["top_k"] = args.top_k
+    if args.explained_class is not None:
+        params["explained_class"] = args.explained_class
     summary = score_files(
         args.model_uri,
         args.input,
