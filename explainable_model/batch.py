@@ -523,7 +523,8 @@ class _Progress:
 
     def __init__(self, total: int | None, enabled: bool | None) -> None:
         self.bar = None
-        self.rows = 0
+        self.rows = 0  # scored and rejected rows of this run
+        self.rejected = 0
         self.total = total
         self.started = time.monotonic()
         if enabled is None:
@@ -533,17 +534,26 @@ class _Progress:
 
             self.bar = tqdm(total=total, unit="rows", unit_scale=True, dynamic_ncols=True)
 
-    def update(self, rows: int, file: str, chunk: int) -> None:
-        self.rows += rows
+    def update(self, scored: int, rejected: int, file: str, chunk: int) -> None:
+        self.rows += scored + rejected
+        self.rejected += rejected
         if self.bar is not None:
-            self.bar.update(rows)
+            self.bar.update(scored + rejected)
             return
         elapsed = time.monotonic() - self.started
         rate = self.rows / elapsed if elapsed > 0 else math.nan
         left = ""
         if self.total:
             left = f", {max(self.total - self.rows, 0) / rate:.0f} s left" if rate > 0 else ""
-        logger.info("%s chunk %d: %d rows scored, %.0f rows/s%s", Path(file).name, chunk, self.rows, rate, left)
+        logger.info(
+            "%s chunk %d: %d rows scored, %d rejected, %.0f rows/s%s",
+            Path(file).name,
+            chunk,
+            self.rows - self.rejected,
+            self.rejected,
+            rate,
+            left,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -659,7 +669,7 @@ def score_files(
         state["chunks"][str(index)] = entry
         _write_json_atomic(manifest_path, manifest)
         rows_this_run += result.rows
-        bar.update(result.rows + entry.get("rejected", 0), file, index)
+        bar.update(result.rows, entry.get("rejected", 0), file, index)
         if on_part is not None and entry["part"]:
             on_part(output / entry["part"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -108,6 +109,31 @@ def test_cli_folder_of_parquet_and_csv(tmp_path, model_dir, model):
     assert done.returncode == 0, done.stderr
     assert f"Scored {500 + ROWS} rows" in done.stdout
     _assert_matches_predict(_read_parts(tmp_path / "out"), pd.concat(frames, ignore_index=True), model)
+
+
+def test_cli_explained_class_option(tmp_path, model_dir, model):
+    frame = _frame(300, seed=5)
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+
+    options = ("--explained-class", "0", "--top-k", "2")
+    done = _cli(str(model_dir), str(tmp_path / "in.parquet"), str(tmp_path / "out"), *options)
+
+    assert done.returncode == 0, done.stderr
+    result = _read_parts(tmp_path / "out")
+    assert set(result["explained_class"]) == {"0"}
+    _assert_matches_predict(result, frame, model, {"explained_class": "0", "top_k": 2})
+
+
+def test_progress_log_counts_rejected_rows_apart(tmp_path, model_dir, caplog):
+    bad = _frame(300, seed=8).astype(object)
+    bad.loc[10, "a"] = "abc"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+
+    with caplog.at_level(logging.INFO, logger="explainable_model.batch"):
+        score_files(str(model_dir), tmp_path / "bad.csv", tmp_path / "out", chunk_size=100, rejects=tmp_path / "r.csv")
+
+    lines = [record.getMessage() for record in caplog.records if " chunk " in record.getMessage()]
+    assert "chunk 2: 299 rows scored, 1 rejected" in lines[-1]
 
 
 def test_kill_and_resume_has_every_row_once(tmp_path, model_dir):
