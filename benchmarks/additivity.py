@@ -39,6 +39,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 import xgboost
+from _common import cpu_model
 from pandas.api import types as ptypes
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
@@ -356,15 +357,6 @@ def format_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def command_line() -> str:

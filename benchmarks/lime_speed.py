@@ -55,6 +55,7 @@ from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import cpu_model, write_section  # noqa: E402
 
 from explainable_model.explainers.lime import LimeExplainer  # noqa: E402
 from explainable_model.features import describe_features  # noqa: E402
@@ -210,15 +211,6 @@ def time_lime(workload: Workload, n_rows: int, num_samples: int) -> Timing:
     return Timing(n_rows, time.perf_counter() - start, predict.seconds)
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def render(results: list[tuple[Workload, Timing, Timing]], args: argparse.Namespace) -> str:
@@ -312,16 +304,6 @@ def summary(results: list[tuple[Workload, Timing, Timing]], target: float) -> li
     return lines
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the LIME section of ``path`` (up to the next level-2 heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else text[end + 1 :])
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -362,7 +344,7 @@ def main() -> None:
     print(section)
     print(f"Run time: {time.perf_counter() - started:.0f} s", flush=True)
     if not args.no_write:
-        write_section(args.output, section)
+        write_section(args.output, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "serving"))
 
+from _common import code_version, cpu_model, write_section  # noqa: E402
 from load_test import Summary, build_bodies, run_load  # noqa: E402
-from serving_latency import code_version, cpu_model  # noqa: E402
 
 import explainable_model  # noqa: E402
 
@@ -178,16 +178,6 @@ def render(results: list[dict], args: argparse.Namespace, minutes: float) -> str
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the "Served load" section of ``path`` (up to the next level-2 heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> int:
@@ -240,7 +230,7 @@ def main() -> int:
     section = render(results, args, (time.monotonic() - started) / 60)
     print(section)
     if not args.no_write:
-        write_section(args.output, section)
+        write_section(args.output, SECTION, section)
     return 1 if any(r["summary"].errors or r["summary"].mismatches for r in results) else 0
 
 

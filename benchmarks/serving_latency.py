@@ -73,6 +73,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _common import code_version, cpu_model, load_average, write_section  # noqa: E402
 
 import explainable_model  # noqa: E402
 
@@ -391,43 +392,10 @@ class OtherLoad:
         return max(0.0, other / self._ticks_per_second / seconds)
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
-def code_version() -> str:
-    """Return the checked-out commit and the package files changed since it, as git reports them."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "explainable_model"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git failed)"
-    changed = [line[3:] for line in status.splitlines() if line.strip()]
-    return f"commit {commit}" + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
-def load_average() -> str:
-    """Return the 1-minute load average, or "unknown" where the platform has none."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "unknown"
 
 
 def profile_tables(profile: str) -> list[str]:
@@ -538,16 +506,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (up to the next level-2 heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -618,7 +576,7 @@ def main() -> None:
     print(section)
     print(f"Run time: {run_seconds:.0f} s", flush=True)
     if not args.no_write:
-        write_section(args.output, section)
+        write_section(args.output, SECTION, section)
 
 
 if __name__ == "__main__":
