@@ -73,7 +73,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import code_version, cpu_model, load_average, write_section  # noqa: E402
+from _common import OtherLoad, code_version, cpu_model, load_average, write_section  # noqa: E402
 
 import explainable_model  # noqa: E402
 
@@ -332,64 +332,6 @@ def in_process(pair: Pair, row: pd.DataFrame, body: str, count: int) -> tuple[di
     return latencies, text.getvalue()
 
 
-class OtherLoad:
-    """CPU time that processes outside this script's process tree use, read from /proc (Linux).
-
-    The machine may be shared, and work of other processes slows every measurement. ``start``
-    and ``cores`` bracket a measurement, and ``cores`` returns the mean number of cores that other
-    processes kept busy in between, or NaN where /proc is missing.
-    """
-
-    def __init__(self) -> None:
-        self._ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._start: tuple[float, int, int] | None = None
-
-    @staticmethod
-    def _busy_ticks() -> int:
-        # The first line of /proc/stat sums all cores: user nice system idle iowait irq softirq steal ...
-        fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-        return sum(fields) - fields[3] - fields[4]
-
-    @staticmethod
-    def _own_ticks() -> int:
-        # utime + stime of this process and of every descendant, such as worker processes and servers.
-        parents, ticks = {}, {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            # The command name in brackets may contain spaces, so fields are counted after it.
-            fields = text[text.rindex(")") + 2 :].split()
-            pid = int(stat.parent.name)
-            parents[pid] = int(fields[1])
-            ticks[pid] = int(fields[11]) + int(fields[12])
-        total, pending = 0, [os.getpid()]
-        while pending:
-            pid = pending.pop()
-            total += ticks.get(pid, 0)
-            pending.extend(child for child, parent in parents.items() if parent == pid)
-        return total
-
-    def start(self) -> None:
-        """Record the current busy and own CPU time."""
-        try:
-            self._start = (time.perf_counter(), self._busy_ticks(), self._own_ticks())
-        except (OSError, ValueError, IndexError):
-            self._start = None
-
-    def cores(self) -> float:
-        """Return the mean cores used by other processes since ``start``, NaN if unknown."""
-        if self._start is None:
-            return float("nan")
-        try:
-            busy, own = self._busy_ticks(), self._own_ticks()
-        except (OSError, ValueError, IndexError):
-            return float("nan")
-        started, busy_start, own_start = self._start
-        seconds = time.perf_counter() - started
-        other = (busy - busy_start) - (own - own_start)
-        return max(0.0, other / self._ticks_per_second / seconds)
 
 
 
