@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -45,8 +46,8 @@ N_APPLICANTS = 5
 SERVER_START_TIMEOUT_S = 180
 
 
-def build_pipeline(features: pd.DataFrame) -> Pipeline:
-    """Impute and one-hot encode text columns, impute numbers, then gradient boosting."""
+def build_pipeline(features: pd.DataFrame, estimator: Any = None) -> Pipeline:
+    """Impute and one-hot encode text columns, impute numbers, then ``estimator`` (gradient boosting by default)."""
     # pandas 3 reads text as the "str" dtype, so text columns are found by "not numeric".
     categorical = [name for name in features.columns if not ptypes.is_numeric_dtype(features[name])]
     numeric = [name for name in features.columns if name not in categorical]
@@ -60,7 +61,8 @@ def build_pipeline(features: pd.DataFrame) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("pre", preprocessing), ("model", GradientBoostingClassifier(random_state=0))])
+    model = GradientBoostingClassifier(random_state=0) if estimator is None else estimator
+    return Pipeline([("pre", preprocessing), ("model", model)])
 
 
 def free_port() -> int:

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from pandas.api import types as ptypes
-from sklearn.compose import ColumnTransformer
+from credit_scoring import build_pipeline
 from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier
 
 import explainable_model as em
@@ -34,21 +30,6 @@ ALIAS = "champion"
 TARGET = "Status"
 
 
-def build_pipeline(features: pd.DataFrame, estimator) -> Pipeline:
-    """Impute numbers, impute and one-hot encode text columns, then fit ``estimator``."""
-    categorical = [name for name in features.columns if not ptypes.is_numeric_dtype(features[name])]
-    numeric = [name for name in features.columns if name not in categorical]
-    preprocessing = ColumnTransformer(
-        [
-            ("num", SimpleImputer(strategy="median"), numeric),
-            (
-                "cat",
-                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
-                categorical,
-            ),
-        ]
-    )
-    return Pipeline([("prepare", preprocessing), ("model", estimator)])
 
 
 def register(estimator, train: pd.DataFrame, run_name: str) -> str:
