@@ -388,7 +388,7 @@ def render(results: list[Result], args: argparse.Namespace, run_seconds: float, 
         f"Targets: predict+SHAP at least {SKLEARN_TARGET}x shap with attributions equal to shap's to "
         f"{SKLEARN_TOLERANCE:.0e} for the scikit-learn families, and never slower than the native "
         "contributions for XGBoost and LightGBM. The second is judged on explain, because predict+SHAP "
-        "also computes predictions and probabilities, which the native call does not, and on the median "
+        "also computes predictions and probabilities, which the native call does not. It uses the median "
         f"of {args.paired_rounds} rounds in which explain and native ran back to back on the first "
         f"{args.paired_rows:,} rows, in alternating order. The fastest-run figures of the table compare "
         "runs made up to a minute apart, while the machine's speed drifts by a few percent.",

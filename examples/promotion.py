@@ -5,7 +5,7 @@ default tracking store (``sqlite:///mlflow.db`` in the working directory, unless
 MLFLOW_TRACKING_URI sets another) and the registered model ``credit-promotion``:
 
 1. a gradient boosting Pipeline is logged, registered and promoted to ``champion``; no version
-   holds the alias yet, so the comparative checks pass as "no holder";
+   has the alias yet, so the comparative checks pass as "no holder";
 2. a second, larger gradient boosting model is promoted over the first;
 3. a deliberately weak model (a depth-1 tree on three columns) is promoted and rejected, and its
    report is printed. The alias stays on the second model.

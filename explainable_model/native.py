@@ -202,7 +202,7 @@ def _numeric_array(data: pd.DataFrame | np.ndarray) -> np.ndarray | None:
         return data.astype("float32", copy=False) if data.dtype.kind in "biuf" else None
     if all(dtype.kind in "biuf" for dtype in data.dtypes):
         # XGBoost converts a frame to a DMatrix through pandas per column, which took about
-        # 10 ms for one row of 30 columns. The float32 array holds the same values.
+        # 10 ms for one row of 30 columns. The float32 array contains the same values.
         return data.to_numpy(dtype="float32", na_value=np.nan)
     return None
 

@@ -194,7 +194,7 @@ def report(
     InvalidParameterError
         If a setting is invalid.
     InvalidInputError
-        If ``data`` lacks a feature column, has no rows or holds values the model cannot score.
+        If ``data`` lacks a feature column, has no rows or contains values the model cannot score.
     """
     from explainable_model.flavor import LoadedModel, load_model
 
@@ -244,7 +244,7 @@ def read_rows(data: pd.DataFrame | str | Path, feature_names: list[str]) -> pd.D
 
 @dataclass(frozen=True)
 class _Explained:
-    """Which class the attributions explain: a phrase for people, and the values for the tables."""
+    """The class that the attributions explain, as a phrase for people and as values for the tables."""
 
     text: str
     label: str | None
@@ -392,7 +392,7 @@ def build_report(
 ) -> ReportFiles:
     """Write the report for ``engine`` on ``data`` into ``output_dir``; :func:`report` documents the files.
 
-    ``data`` holds exactly the model's feature columns.
+    ``data`` contains exactly the model's feature columns.
     """
     options.check()
     directory = Path(output_dir)

@@ -3,9 +3,9 @@
 MLflow's scoring server (mlflow 3.17) builds many of its error messages from the request. It
 quotes a body that is not JSON whole, prefixes the message of a failed ``predict`` with the
 whole input frame, and quotes the offending value of a failed type conversion. :func:`clean_message` maps each
-such message to a fixed text that keeps only what the model itself defines (column names of its
-signature, supported formats), and :class:`RequestRecord` carries the message of an error that
-the serving layer raised itself, which is already free of request values.
+such message to a fixed text that keeps only what the model itself defines: the column names of
+its signature and the supported formats. :class:`RequestRecord` carries the message of an error
+that the serving layer raised itself, which is already free of request values.
 """
 
 from __future__ import annotations

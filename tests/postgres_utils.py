@@ -97,7 +97,7 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[str]:
         "--host", HOST, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = dict(os.environ, PATH=f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    # mlflow server 3.17 starts six huey job consumers (about 220 MiB each) unless told not to;
+    # mlflow server 3.17 starts six huey job consumers (about 220 MiB each) by default, and
     # registry calls do not need them.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     stderr_path = root / "server.stderr"
