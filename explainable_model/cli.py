@@ -34,6 +34,11 @@ def _params(text: str) -> dict[str, Any]:
     return value
 
 
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``explainable-model`` command."""
     parser = argparse.ArgumentParser(
@@ -73,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="skip chunks already in OUTPUT's manifest (default); --no-resume starts over",
     )
-    score.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    score.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+    _add_log_options(score)
     score.set_defaults(handler=score_command)
     _add_report_parser(commands)
     _add_promote_parser(commands)
@@ -102,8 +106,7 @@ def _add_report_parser(commands: Any) -> None:
     report.add_argument("--max-display", type=_positive, default=15, help="features shown in the plots (default 15)")
     report.add_argument("--seed", type=int, default=0, help="seed of the row sample and of sampling explainers")
     report.add_argument("--title", default=None, help="heading of the report")
-    report.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    report.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+    _add_log_options(report)
     report.set_defaults(handler=report_command)
 
 
@@ -161,8 +164,7 @@ def _add_promote_parser(commands: Any) -> None:
     )
     promote.add_argument("--dry-run", action="store_true", help="print the report; store and move nothing")
     promote.add_argument("--json", action="store_true", help="print the report as JSON")
-    promote.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    promote.add_argument("-v", "--verbose", action="store_true", help="print debug log lines")
+    _add_log_options(promote)
     promote.set_defaults(handler=promote_command)
 
 
