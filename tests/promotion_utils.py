@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import mlflow
 import pandas as pd
@@ -85,3 +86,41 @@ def race(
     assert not any(thread.is_alive() for thread in threads), f"a promotion thread is still running after {timeout_s} s"
     assert not errors, f"a promotion raised: {errors!r}"
     return [reports[version] for version in versions]
+
+
+def contend_for_lock(client: mlflow.MlflowClient, name: str, threads: int = 4, rounds: int = 30) -> int:
+    """Take and release the promotion lock of ``name``'s 'champion' alias from several threads.
+
+    Returns the largest number of threads that were inside the lock at once. The first error
+    that a thread raised is raised again here.
+    """
+    from explainable_model.registry.lock import AliasLock
+
+    inside = 0
+    max_inside = 0
+    count_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        nonlocal inside, max_inside
+        try:
+            for _ in range(rounds):
+                with AliasLock(client, name, "champion", f"thread {index}", timeout_s=60.0, poll_interval_s=0.0):
+                    with count_lock:
+                        inside += 1
+                        max_inside = max(max_inside, inside)
+                    time.sleep(0.001)
+                    with count_lock:
+                        inside -= 1
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors.append(error)
+
+    workers = [threading.Thread(target=run, args=(index,)) for index in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120.0)
+    assert not any(worker.is_alive() for worker in workers), "a thread is still waiting for the lock after 120 s"
+    if errors:
+        raise errors[0]
+    return max_inside

@@ -15,7 +15,7 @@ import explainable_model as em
 from explainable_model.cli import main
 from explainable_model.registry.checks import column_problems
 from explainable_model.registry.lock import lock_name
-from tests.promotion_utils import TARGET, fit_models, race, register, split_credit
+from tests.promotion_utils import TARGET, contend_for_lock, fit_models, race, register, split_credit
 
 NAME = "credit"
 FAST = {"latency_calls": 5, "explain_rows": 100}
@@ -209,6 +209,18 @@ def test_race_leaves_one_holder(models, credit_split, holder):
     assert by_status["promoted"].holder_at_move == holder
     assert _stored_report(by_status["conflict"])["holder_at_move"] == final
     assert _client().search_registered_models(f"name = '{lock_name(NAME, 'champion')}'") == []
+
+
+def test_lock_excludes_under_contention():
+    # A create that loses the race may fail with RESOURCE_DOES_NOT_EXIST when the holder
+    # deletes the lock at that moment; that must count as "try again", not as an error.
+    client = _client()
+    client.create_registered_model(NAME)
+
+    max_inside = contend_for_lock(client, NAME)
+
+    assert max_inside == 1
+    assert client.search_registered_models(f"name = '{lock_name(NAME, 'champion')}'") == []
 
 
 def test_cli_promote_exit_status(models, credit_split, holder, tmp_path, capsys):

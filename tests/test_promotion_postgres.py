@@ -13,7 +13,8 @@ import pytest
 
 import explainable_model as em
 from tests.postgres_utils import POSTGRES_USER, mlflow_server, postgres_bin, postgres_cluster
-from tests.promotion_utils import TARGET, fit_models, race, register, split_credit
+from explainable_model.registry.lock import lock_name
+from tests.promotion_utils import TARGET, contend_for_lock, fit_models, race, register, split_credit
 
 NAME = "credit"
 FAST = {"latency_calls": 5, "explain_rows": 100}
@@ -114,3 +115,12 @@ def test_server_race_leaves_one_holder(server_store, versions, credit_split):
     assert final == by_status["promoted"].version
     assert by_status["conflict"].holder_at_move == final
     assert by_status["promoted"].holder_at_move == versions["small"]
+
+
+def test_server_lock_excludes_under_contention(server_store, versions):
+    client = mlflow.MlflowClient()
+
+    max_inside = contend_for_lock(client, NAME, rounds=15)
+
+    assert max_inside == 1
+    assert client.search_registered_models(f"name = '{lock_name(NAME, 'champion')}'") == []

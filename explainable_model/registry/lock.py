@@ -6,6 +6,10 @@ is atomic in MLflow's SQL stores, whose name column is a primary key, and so thr
 ``mlflow server`` too: a second create fails with ``RESOURCE_ALREADY_EXISTS``. A registered
 model named ``<name>.promotion-lock.<alias>`` therefore serves as the lock. It is held only
 while the holder is re-read, the report stored and the alias moved, and deleted afterwards.
+
+A create that loses the race can also fail with ``RESOURCE_DOES_NOT_EXIST``: the SQL store
+answers a duplicate name by reading the existing model, which the holder may have deleted in
+between. That failure means the lock was just released, so the create is tried again.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class AliasLock:
         Seconds to wait for a lock that another promotion holds.
     stale_after_s : float
         A lock older than this is taken to be left by a promotion that died, and removed.
+    poll_interval_s : float
+        Seconds between attempts to take a lock that another promotion holds.
     """
 
     def __init__(
@@ -53,12 +59,14 @@ class AliasLock:
         owner: str,
         timeout_s: float = 60.0,
         stale_after_s: float = 600.0,
+        poll_interval_s: float = _POLL_INTERVAL_S,
     ) -> None:
         self.client = client
         self.name = lock_name(model_name, alias)
         self.owner = owner
         self.timeout_s = timeout_s
         self.stale_after_s = stale_after_s
+        self.poll_interval_s = poll_interval_s
         self.waited_s = 0.0
 
     def _try_create(self) -> bool:
@@ -70,9 +78,12 @@ class AliasLock:
             )
             return True
         except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            return False
+            if error.error_code == "RESOURCE_ALREADY_EXISTS":
+                return False
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                logger.debug("The promotion lock %r was released while this create failed; trying again.", self.name)
+                return False
+            raise
 
     def _remove_if_stale(self) -> None:
         try:
@@ -95,7 +106,7 @@ class AliasLock:
                     f"Timed out after {self.timeout_s:.0f} s waiting for the promotion lock {self.name!r}. "
                     "Another promotion holds it; if none is running, delete that registered model and retry."
                 )
-            time.sleep(_POLL_INTERVAL_S)
+            time.sleep(self.poll_interval_s)
         self.waited_s = time.monotonic() - started
         logger.debug("Took the promotion lock %r after %.2f s.", self.name, self.waited_s)
         return self
