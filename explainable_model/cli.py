@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from explainable_model._version import __version__
@@ -211,15 +212,26 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(quiet: bool, verbose: bool) -> None:
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+@contextlib.contextmanager
+def _command_logging(quiet: bool, verbose: bool) -> Iterator[None]:
+    """Print the package's log records on stderr while a command runs, then restore the logger.
+
+    Restoring matters when ``main`` is called in a process that goes on: the handler holds the
+    stderr of the moment, which a caller may close afterwards.
+    """
     package = logging.getLogger(PACKAGE_LOGGER)
-    package.setLevel(level)
-    if not package.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        package.addHandler(handler)
+    saved = package.level, package.propagate
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    package.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    package.addHandler(handler)
     package.propagate = False
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(saved[0])
+        package.propagate = saved[1]
 
 
 def score_command(args: argparse.Namespace) -> int:
@@ -288,9 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Arguments without the program name; by default ``sys.argv[1:]``.
     """
     args = build_parser().parse_args(argv)
-    _configure_logging(args.quiet, args.verbose)
     try:
-        return int(args.handler(args))
+        with _command_logging(args.quiet, args.verbose):
+            return int(args.handler(args))
     except ExplainableModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -84,17 +84,6 @@ def iris_model(tmp_path_factory):
     return em.load_model(str(path)), X
 
 
-@pytest.fixture
-def package_logger():
-    """Restore the package logger after an in-process CLI run, which sets its handler and level."""
-    logger = logging.getLogger("explainable_model")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield logger
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-
-
 def shap_frame(scored: pd.DataFrame) -> pd.DataFrame:
     """Return the ``shap:FEATURE`` columns renamed to their feature names."""
     names = [name for name in scored.columns if parse_column(name).kind == "shap"]
@@ -308,7 +297,7 @@ def test_cli_report_on_csv(tmp_path, model_dir, loaded, credit_frame):
     np.testing.assert_allclose(table.set_index("feature")["mean_abs_shap"], expected[table["feature"]], rtol=1e-9)
 
 
-def test_cli_report_on_parquet(tmp_path, model_dir, rows, built, capsys, package_logger):
+def test_cli_report_on_parquet(tmp_path, model_dir, rows, built, capsys):
     data = tmp_path / "applications.parquet"
     rows.to_parquet(data, index=False)
 
@@ -319,12 +308,21 @@ def test_cli_report_on_parquet(tmp_path, model_dir, rows, built, capsys, package
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "importance.csv"), pd.read_csv(built.importance_csv))
 
 
-def test_cli_report_missing_file(tmp_path, model_dir, capsys, package_logger):
+def test_cli_report_missing_file(tmp_path, model_dir, capsys):
 
     status = main(["report", str(model_dir), str(tmp_path / "absent.csv"), str(tmp_path / "out")])
 
     assert status == 1
     assert "absent.csv" in capsys.readouterr().err
+
+
+def test_cli_restores_package_logger(tmp_path, model_dir, capsys):
+    logger = logging.getLogger("explainable_model")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+
+    main(["report", str(model_dir), str(tmp_path / "absent.csv"), str(tmp_path / "out"), "--verbose"])
+
+    assert (list(logger.handlers), logger.level, logger.propagate) == before
 
 
 def test_explanation_equals_shap_columns(loaded, rows):
