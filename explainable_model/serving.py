@@ -6,8 +6,10 @@ two changes:
 
 - Requests are checked before MLflow's own schema enforcement. Parameters that the model's
   signature does not declare are rejected instead of dropped, input columns must be exactly the
-  model's features, and a request may contain at most the model's ``max_rows`` rows. The
-  model's own ``predict`` then checks the values against the features' types.
+  model's features, and a request may contain at most the model's ``max_rows`` rows. JSON
+  values that MLflow's parsing would change silently are rejected (see
+  :mod:`explainable_model.request_values`). The model's own ``predict`` then checks the
+  values against the features' types.
 - Every error response is a JSON object ``{"error_code": ..., "message": ...}`` whose message
   names the problem without any value from the request, and the server log gets the same
   message. MLflow's own messages quote the request (the whole input frame, the body of an
@@ -37,7 +39,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from mlflow.pyfunc import PyFuncModel
 
 from explainable_model.exceptions import ExplainableModelError, InvalidInputError, InvalidParameterError
-from explainable_model.features import check_columns, listed_names, request_name
+from explainable_model.features import FeatureSpec, check_columns, listed_names, request_name
 from explainable_model.model import FLAVOR_NAME
 from explainable_model.request_errors import (
     CURRENT_REQUEST,
@@ -45,6 +47,7 @@ from explainable_model.request_errors import (
     clean_message,
     error_code_name,
 )
+from explainable_model.request_values import check_json_values
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +172,17 @@ class CleanErrors:
     request's method, path and status.
     """
 
-    def __init__(self, app: AsgiApp, column_types: dict[str, str], timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        app: AsgiApp,
+        column_types: dict[str, str],
+        timeout_s: float | None,
+        features: list[FeatureSpec] | None = None,
+    ) -> None:
         self.app = app
         self.column_types = column_types
         self.timeout_s = timeout_s
+        self.features = features
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,7 +216,9 @@ class CleanErrors:
             await send(message)
 
         try:
-            await self.app(scope, receive_and_keep, send_clean)
+            app_receive = await self._checked_receive(scope, send, record, receive, receive_and_keep)
+            if app_receive is not None:
+                await self.app(scope, app_receive, send_clean)
         except Exception as error:
             logger.error("%s %s failed with %s.", scope.get("method"), scope.get("path"), type(error).__name__)
             if not held.get("started"):
@@ -214,6 +226,26 @@ class CleanErrors:
                 await self._send_error(scope, send, record, 500, b"", body_parts)
         finally:
             CURRENT_REQUEST.reset(token)
+
+    async def _checked_receive(
+        self, scope: Scope, send: Send, record: RequestRecord, receive: Receive, receive_and_keep: Receive
+    ) -> Receive | None:
+        """Check a JSON request's values before MLflow parses it; return the app's receive callable.
+
+        MLflow's parsing changes some values silently, so the body is checked as the client sent
+        it, then given to MLflow's app as if it were read for the first time. Returns None after
+        sending the error response of a rejected body.
+        """
+        if self.features is None or not _is_json_post(scope):
+            return receive_and_keep
+        body = await _read_body(receive_and_keep)
+        try:
+            check_json_values(body, self.features)
+        except InvalidInputError as error:
+            record.fail(str(error), error_code_name(error), error.get_http_status_code())
+            await self._send_error(scope, send, record, record.status, b"", [body])
+            return None
+        return _replay(body, receive)
 
     async def _send_error(
         self, scope: Scope, send: Send, record: RequestRecord, status: int, original: bytes, body_parts: list[bytes]
@@ -233,6 +265,40 @@ class CleanErrors:
             }
         )
         await send({"type": "http.response.body", "body": content})
+
+
+def _is_json_post(scope: Scope) -> bool:
+    if scope.get("method") != "POST":
+        return False
+    headers = dict(scope.get("headers") or [])
+    return headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """Return the whole request body; a client that disconnects first gives the part received."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Return a receive callable that gives ``body`` in one message, then defers to ``receive``."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _original_error(body: bytes, status: int) -> tuple[str, str]:
@@ -255,7 +321,7 @@ def build_app(model: StrictModel) -> AsgiApp:
     # init() reads only ``metadata`` and ``predict``, which StrictModel has.
     app = scoring_server.init(model)  # type: ignore[arg-type]
     timeout = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
-    return CleanErrors(app, model.column_types, float(timeout) if timeout else None)
+    return CleanErrors(app, model.column_types, float(timeout) if timeout else None, model.engine.features)
 
 
 def load_strict_model(model_path: str) -> StrictModel:

@@ -12,8 +12,8 @@ import mlflow
 import pytest
 
 import explainable_model as em
-from tests.postgres_utils import POSTGRES_USER, mlflow_server, postgres_bin, postgres_cluster
 from explainable_model.registry.lock import lock_name
+from tests.postgres_utils import POSTGRES_USER, mlflow_server, postgres_bin, postgres_cluster
 from tests.promotion_utils import TARGET, contend_for_lock, fit_models, race, register, split_credit
 
 NAME = "credit"

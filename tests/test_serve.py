@@ -205,6 +205,19 @@ def test_declared_params_are_applied(server, served_model, good_rows):
     assert frame_mismatches(response.json()["predictions"], expected) == []
 
 
+def test_whole_float_in_integer_column_is_scored(server, served_model, good_rows):
+    # 34.0 is a whole number, so it is scored as 34, as in-process predict scores it.
+    body = json.loads(_split_text(good_rows))
+    ages = body["dataframe_split"]["columns"].index("Age")
+    for row in body["dataframe_split"]["data"]:
+        row[ages] = float(row[ages])
+
+    response = post_json(server.url, body)
+
+    assert response.status_code == 200, response.text
+    assert frame_mismatches(response.json()["predictions"], served_model.local.predict(good_rows)) == []
+
+
 def test_rows_at_limit_are_scored(server, complete_rows):
     rows = complete_rows.drop(columns="Status").iloc[:MAX_ROWS]
     response = post_json(server.url, split_payload(rows))
@@ -237,6 +250,12 @@ def _cell_replaced(rows: pd.DataFrame, column: str, token: str) -> str:
 
 def _too_many_rows(rows: pd.DataFrame) -> str:
     return _split_text(pd.concat([rows] * (MAX_ROWS // len(rows) + 1), ignore_index=True))
+
+
+def _records_with(rows: pd.DataFrame, field: str, row: int, column: str, value: Any) -> str:
+    records = rows.to_dict(orient="records")
+    records[row][column] = value
+    return json.dumps({field: records})
 
 
 def _duplicated_column(rows: pd.DataFrame) -> str:
@@ -298,6 +317,30 @@ BAD_REQUESTS: dict[str, BadRequest] = {
         400,
         "Column 'Debt' expects double values",
         secrets=("90817",),
+    ),
+    "fraction_in_integer_column": BadRequest(
+        lambda rows: _cell_replaced(rows, "Age", "33.75"),
+        400,
+        "Column 'Age' expects whole numbers (int64), but row 0 has a fraction",
+        secrets=("33.75",),
+    ),
+    "fraction_in_integer_record": BadRequest(
+        lambda rows: _records_with(rows, "dataframe_records", 1, "Seniority", 7.625),
+        400,
+        "Column 'Seniority' expects whole numbers (int64), but row 1 has a fraction",
+        secrets=("7.625",),
+    ),
+    "object_in_text_column": BadRequest(
+        lambda rows: _cell_replaced(rows, "Home", json.dumps({"owner": TEXT_SENTINEL})),
+        400,
+        "Column 'Home' expects text (str), but row 0 contains a JSON object",
+        secrets=(TEXT_SENTINEL,),
+    ),
+    "list_in_text_input": BadRequest(
+        lambda rows: _records_with(rows, "instances", 0, "Job", [TEXT_SENTINEL, "fixed"]),
+        400,
+        "Column 'Job' expects text (str), but row 0 contains a JSON list",
+        secrets=(TEXT_SENTINEL,),
     ),
     "null_in_numeric_column": BadRequest(
         lambda rows: _split_text(rows.assign(Income=None)), 400, "Column 'Income' has a missing value"
