@@ -357,6 +357,7 @@ def test_sampler_distances_and_first_sample(cases):
                 expected[spec.name] = "float64"
             elif expected[spec.name] == "str":
                 expected[spec.name] = "object"
+        assert list(model_input.columns) == list(expected)
         assert model_input.dtypes.astype(str).to_dict() == expected
         assert "object" in expected.values()
 
