@@ -7,8 +7,11 @@ import contextlib
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from mlflow.exceptions import MlflowException
 
 from explainable_model._version import __version__
 from explainable_model.exceptions import ExplainableModelError
@@ -196,19 +199,12 @@ def _add_serve_parser(commands: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Run ``explainable-model serve`` until it is stopped; return the exit status."""
-    from mlflow.exceptions import MlflowException
-
     from explainable_model.serving import serve
 
     try:
         serve(args.model_uri, host=args.host, port=args.port, workers=args.workers, timeout=args.timeout)
     except KeyboardInterrupt:
         return 130
-    except MlflowException as error:
-        if isinstance(error, ExplainableModelError):
-            raise
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -216,14 +212,19 @@ def serve_command(args: argparse.Namespace) -> int:
 def _command_logging(quiet: bool, verbose: bool) -> Iterator[None]:
     """Print the package's log records on stderr while a command runs, then restore the logger.
 
-    Restoring matters when ``main`` is called in a process that goes on: the handler holds the
-    stderr of the moment, which a caller may close afterwards.
+    Restoring matters when ``main`` is called in a process that goes on: the handler writes to
+    the stderr of the moment, which a caller may close afterwards.
     """
     package = logging.getLogger(PACKAGE_LOGGER)
     saved = package.level, package.propagate
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    package.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose:
+        level = logging.DEBUG
+    package.setLevel(level)
     package.addHandler(handler)
     package.propagate = False
     try:
@@ -305,6 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(args))
     except ExplainableModelError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except MlflowException as error:
+        # MLflow's own errors (a model or version not found, a store that cannot be reached)
+        # get one line; --verbose adds the traceback.
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {error.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
