@@ -78,9 +78,14 @@ class BatchInputError(BatchError):
         self._arguments = (file, row, column, reason)
         self.file, self.row, self.column, self.reason = file, row, column, reason
         where = f"{file}" + (f", row {row}" if row is not None else "") + (f", column {column!r}" if column else "")
+        # --rejects sets bad rows aside; a problem of the whole file needs the file fixed.
+        remedy = (
+            "Fix the input, or pass --rejects PATH (rejects= in Python) to write bad rows there and go on"
+            if row is not None
+            else "Fix the file"
+        )
         super().__init__(
-            f"Cannot score {where}: {reason} Fix the input, or pass --rejects PATH (rejects= in Python) to "
-            "write bad rows there and go on; rerun the same command to resume after the completed parts."
+            f"Cannot score {where}: {reason} {remedy}; rerun the same command to resume after the completed parts."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -441,7 +446,7 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], output: Path) -> 
     ):
         if old.get(key) != new[key]:
             raise BatchError(
-                f"Output folder {str(output)!r} contains a run with another {label} ({old.get(key)!r}, now "
+                f"Output folder {str(output)!r} contains a run with different {label} ({old.get(key)!r}, now "
                 f"{new[key]!r}). Resuming would mix results: rerun with the same arguments, pass --no-resume "
                 "to start over, or choose another output folder."
             )
@@ -546,7 +551,7 @@ class _Progress:
         if self.total:
             left = f", {max(self.total - self.rows, 0) / rate:.0f} s left" if rate > 0 else ""
         logger.info(
-            "%s chunk %d: %d rows scored, %d rejected, %.0f rows/s%s",
+            "%s chunk %d done; %d rows scored so far, %d rejected, %.0f rows/s%s",
             Path(file).name,
             chunk,
             self.rows - self.rejected,

@@ -57,8 +57,8 @@ def model(model_dir):
     return em.load_model(str(model_dir))
 
 
-def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+def _cli(*args: str, extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **(extra_env or {})}
     return subprocess.run(
         [sys.executable, "-m", "explainable_model", "score", *args],
         capture_output=True,
@@ -133,7 +133,7 @@ def test_progress_log_counts_rejected_rows_apart(tmp_path, model_dir, caplog):
         score_files(str(model_dir), tmp_path / "bad.csv", tmp_path / "out", chunk_size=100, rejects=tmp_path / "r.csv")
 
     lines = [record.getMessage() for record in caplog.records if " chunk " in record.getMessage()]
-    assert "chunk 2: 299 rows scored, 1 rejected" in lines[-1]
+    assert "chunk 2 done; 299 rows scored so far, 1 rejected" in lines[-1]
 
 
 def test_kill_and_resume_has_every_row_once(tmp_path, model_dir):
@@ -182,6 +182,30 @@ def test_malformed_value_names_file_row_and_column(tmp_path, model_dir):
     assert _read_parts(tmp_path / "out")["key"].tolist() == frame["key"].iloc[:400].tolist()
 
 
+def test_missing_column_asks_to_fix_file(tmp_path, model_dir):
+    _frame(50, seed=6).drop(columns="b").to_csv(tmp_path / "no_b.csv", index=False)
+
+    done = _cli(str(model_dir), str(tmp_path / "no_b.csv"), str(tmp_path / "out"))
+
+    assert done.returncode == 1
+    assert "feature columns ['b'] are missing" in done.stderr
+    assert "Fix the file" in done.stderr
+    # --rejects sets rows aside, so it cannot help with a missing column.
+    assert "--rejects" not in done.stderr
+
+
+def test_unknown_model_version_is_one_line(tmp_path):
+    (tmp_path / "in.csv").write_text("a,b,c\n1.0,2,x\n")
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+    done = _cli("models:/credit/9", str(tmp_path / "in.csv"), str(tmp_path / "out"), extra_env=store)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "credit" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_rejects_mode_writes_bad_rows_and_goes_on(tmp_path, model_dir, model):
     frame = _frame(ROWS, seed=6)
     bad = frame.astype(object)
@@ -216,7 +240,7 @@ def test_two_workers_equal_one(tmp_path, model_dir):
 def test_resume_with_other_params_or_model_is_refused(tmp_path, model_dir):
     _frame(300, seed=8).to_csv(tmp_path / "in.csv", index=False)
     score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=100, params={"top_k": 1})
-    with pytest.raises(BatchError, match="another parameters"):
+    with pytest.raises(BatchError, match="different parameters"):
         score_files(str(model_dir), tmp_path / "in.csv", tmp_path / "out", chunk_size=100, params={"top_k": 2})
     done = _cli(str(model_dir), str(tmp_path / "in.csv"), str(tmp_path / "out"), "--chunk-size", "100")
     assert done.returncode == 1
