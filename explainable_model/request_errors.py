@@ -30,6 +30,7 @@ _FORMAT_HELP = (
     + ", ".join(INPUT_FORMATS)
     + ", and optionally 'params'."
 )
+_CSV_FAILURE = "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV"
 _KNOWN_MESSAGES: tuple[tuple[str, str], ...] = (
     ("Ensure that input is a valid UTF-8 encoded string", "The request body is not valid UTF-8 text."),
     ("The input must be a JSON dictionary with exactly one of the input fields", _FORMAT_HELP),
@@ -50,7 +51,7 @@ _KNOWN_MESSAGES: tuple[tuple[str, str], ...] = (
         "Field 'dataframe_split' is not a valid table; every row of 'data' needs one value per entry of 'columns'.",
     ),
     (
-        "Failed to parse input as a Pandas DataFrame. Ensure that the input is a valid CSV",
+        _CSV_FAILURE,
         "The CSV body could not be read as a table of the model's columns and types; send a header row and "
         "one value of the declared type per column.",
     ),
@@ -139,6 +140,13 @@ def clean_message(
     text = message.removeprefix("Invalid input. ")
     if text.startswith("Ensure that input is a valid JSON formatted string"):
         return f"The request body is not valid JSON: {json_error_detail(body)}."
+    any_columns = [name for name, kind in column_types.items() if kind == "AnyType"]
+    if text.startswith(_CSV_FAILURE) and any_columns:
+        listed = ", ".join(repr(name) for name in any_columns[:5]) + (" and more" if len(any_columns) > 5 else "")
+        return (
+            f"The CSV body could not be read: this model's signature declares columns of type any ({listed}), "
+            "which MLflow's CSV reader cannot parse. Send the rows as JSON instead."
+        )
     for prefix, replacement in _KNOWN_MESSAGES:
         if text.startswith(prefix):
             return replacement
