@@ -25,6 +25,8 @@ BOOLEAN = "boolean"
 _INT64_SAFE = 2.0**62
 # Number of names listed in an error before the rest are counted.
 _MAX_LISTED = 5
+# The model's own column names, listed in full up to this many in a column mismatch error.
+_MAX_EXPECTED_LISTED = 30
 _MAX_NAME_CHARACTERS = 64
 
 
@@ -119,11 +121,11 @@ def request_name(name: str) -> str:
     return f"{name[:_MAX_NAME_CHARACTERS]}... ({len(name)} characters)"
 
 
-def listed_names(names: list[str]) -> str:
-    """Return up to 5 quoted names separated by commas, and how many more there are."""
-    shown = ", ".join(repr(name) for name in names[:_MAX_LISTED])
-    if len(names) > _MAX_LISTED:
-        shown += f" and {len(names) - _MAX_LISTED} more"
+def listed_names(names: list[str], limit: int = _MAX_LISTED) -> str:
+    """Return up to ``limit`` quoted names separated by commas, and how many more there are."""
+    shown = ", ".join(repr(name) for name in names[:limit])
+    if len(names) > limit:
+        shown += f" and {len(names) - limit} more"
     return shown
 
 
@@ -146,7 +148,7 @@ def check_columns(frame: pd.DataFrame, features: list[FeatureSpec]) -> None:
         raise InvalidInputError(
             "Input columns do not match the model's features ("
             + "; ".join(problems)
-            + f"). Send exactly these {len(expected)} columns: {listed_names(expected)}."
+            + f"). Send exactly these {len(expected)} columns: {listed_names(expected, _MAX_EXPECTED_LISTED)}."
         )
 
 
@@ -289,7 +291,9 @@ def _numeric_block(frame: pd.DataFrame, features: list[FeatureSpec], dtypes: dic
     block = frame if list(dtypes) == names else frame[names]
     values = block.to_numpy(dtype="float64", na_value=np.nan)
     missing = np.isnan(values)
-    whole = np.mod(np.where(missing, 0.0, values), 1) == 0
+    with np.errstate(invalid="ignore"):
+        # An infinite value has no remainder; its column is rejected below.
+        whole = np.mod(np.where(missing, 0.0, values), 1) == 0
     valid = ~np.isinf(values).any(axis=0)
     accepts = np.array([s.accepts_missing for s in specs])
     valid &= accepts | ~missing.any(axis=0)
