@@ -9,7 +9,9 @@ directory, unless MLFLOW_TRACKING_URI says otherwise) and registered as ``credit
 then serves that registered version with ``mlflow models serve`` on 127.0.0.1 and prints, for
 five applicants, the decision, the probability of "bad" and the three features that pushed
 the score most toward "bad", as returned over REST. The run also gets the explanation report
-for class "bad" under its ``explanations/`` artifacts (``explanations/report.html``).
+for class "bad" under its ``explanations/`` artifacts (``explanations/report.html``). The
+held-out rows, with their ``Status``, are written to ``credit_holdout.csv`` in the working
+directory for ``explainable-model promote``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ import explainable_model as em
 DATA = Path(__file__).resolve().parent / "data" / "credit_data.csv"
 MODEL_NAME = "credit"
 N_APPLICANTS = 5
+# Written to the working directory, next to the default tracking store mlflow.db.
+HOLDOUT = "credit_holdout.csv"
 SERVER_START_TIMEOUT_S = 180
 
 
@@ -135,6 +139,9 @@ def main() -> None:
     pipeline = build_pipeline(X_train).fit(X_train, y_train)
     auc = roc_auc_score(y_test == "bad", pipeline.predict_proba(X_test)[:, list(pipeline.classes_).index("bad")])
     print(f"Trained on {len(X_train)} applications; test AUC for 'bad': {auc:.3f}")
+    # The held-out rows, with the target, are what `explainable-model promote` validates on.
+    X_test.assign(Status=y_test).to_csv(HOLDOUT, index=False)
+    print(f"Held-out rows for promotion checks: {HOLDOUT}")
 
     mlflow.set_experiment("credit-scoring")
     with mlflow.start_run():
