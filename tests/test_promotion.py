@@ -97,6 +97,22 @@ def test_report_stored_with_version_and_tags(models, credit_split, holder):
     assert em.PromotionReport.from_dict(stored).to_text() == report.to_text()
 
 
+def test_moving_report_precedes_promoted(models, credit_split, holder):
+    train, validation = credit_split
+    version = str(register(models["large"], train, NAME).registered_model_version)
+
+    report = em.promote(NAME, version, validation_data=validation, target=TARGET, **FAST)
+    run_id = _client().get_model_version(NAME, version).run_id
+    names = sorted(a.path for a in _client().list_artifacts(run_id, "promotion/champion") if a.path.endswith(".json"))
+    statuses = [json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{name}"))["status"] for name in names]
+    moving = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/{names[0]}"))
+
+    assert statuses == ["moving", "promoted"]
+    assert report.report_uri == f"runs:/{run_id}/{names[1]}"
+    assert moving["holder_at_move"] == holder
+    assert "get_model_version_by_alias" in moving["message"]
+
+
 def _altered_version(models, train) -> str:
     """Register a model, then change a byte of its stored background data."""
     info = register(models["large"], train, NAME)
@@ -212,8 +228,8 @@ def test_race_leaves_one_holder(models, credit_split, holder):
 
 
 def test_lock_excludes_under_contention():
-    # A create that loses the race may fail with RESOURCE_DOES_NOT_EXIST when the holder
-    # deletes the lock at that moment; that must count as "try again", not as an error.
+    # A create that loses the race fails with RESOURCE_DOES_NOT_EXIST when the holder deletes
+    # the lock at that moment. The lock must then try again instead of raising.
     client = _client()
     client.create_registered_model(NAME)
 

@@ -33,6 +33,7 @@ from explainable_model.registry.report import (
     CONFLICT,
     DRY_RUN,
     INTERRUPTED,
+    MOVING,
     PROMOTED,
     REJECTED,
     CheckResult,
@@ -250,13 +251,20 @@ def promote(
                 )
                 _store(client, report, model_version)
                 return report
-            report.status = PROMOTED
-            report.message = f"Alias '{alias}' moved from {_text(holder_at_start)} to version {version}."
-            # NOTE: a process killed between these two calls leaves a "promoted" report and tag
-            # while the alias did not move; get_model_version_by_alias is the authority.
+            # The report is stored before and after the move, so that a process killed around
+            # the move leaves a "moving" report and tags, never a "promoted" one that is untrue.
+            report.status = MOVING
+            report.message = (
+                f"Checks passed; moving alias '{alias}' from {_text(holder_at_start)} to version {version}. "
+                "Without a later 'promoted' report, the process stopped around the move: "
+                "get_model_version_by_alias tells where the alias points."
+            )
             _store(client, report, model_version)
             client.set_registered_model_alias(name, alias, version)
             alias_moved = True
+            report.status = PROMOTED
+            report.message = f"Alias '{alias}' moved from {_text(holder_at_start)} to version {version}."
+            _store(client, report, model_version)
         logger.info("Moved %r of %s to version %s.", alias, name, version)
         return report
     except BaseException as error:

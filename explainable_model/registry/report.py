@@ -18,6 +18,7 @@ REJECTED = "rejected"
 CONFLICT = "conflict"
 DRY_RUN = "dry_run"
 INTERRUPTED = "interrupted"
+MOVING = "moving"
 
 
 @dataclass
@@ -73,6 +74,9 @@ class PromotionReport:
         ``promoted`` (the alias now points to ``version``), ``rejected`` (a blocking check did
         not pass), ``conflict`` (another promotion moved the alias while the checks ran),
         ``dry_run`` (checks only) or ``interrupted`` (an exception stopped the promotion).
+        ``moving`` is stored just before the alias moves and followed by ``promoted``; a
+        stored ``moving`` report without a later one means that the process stopped around
+        the move.
     holder_at_start : str or None
         The version the alias pointed to when the checks started.
     holder_at_move : str or None
@@ -155,7 +159,7 @@ class PromotionReport:
         """Return the report as a plain-text table for a terminal."""
         lines = [self.headline()]
         lines.append(f"holder when checks started: {_version_text(self.holder_at_start)}")
-        if self.holder_at_move is not None or self.status in (PROMOTED, CONFLICT):
+        if self.holder_at_move is not None or self.status in (PROMOTED, CONFLICT, MOVING):
             lines.append(f"holder before the move:     {_version_text(self.holder_at_move)}")
         if self.message:
             lines.append(self.message)
