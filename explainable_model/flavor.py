@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+import threading
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,12 @@ from explainable_model.report_builder import build_report, report_options
 from explainable_model.shap_explanation import to_shap_explanation
 
 logger = logging.getLogger(__name__)
+
+# Loads run one at a time in a process. skops reads the estimator's NumPy arrays, whose headers
+# numpy parses with ast.literal_eval, and CPython 3.11 can raise "SystemError: AST constructor
+# recursion depth mismatch" when threads build ASTs at once (CPython issue gh-106905 reports it
+# from a threaded application). Two promotions loading their candidates in threads hit it.
+_LOAD_LOCK = threading.Lock()
 
 # Run artifact folder of the explanation report that log_model logs.
 REPORT_ARTIFACT_PATH = "explanations"
@@ -493,7 +500,8 @@ def load_model(model_uri: str, dst_path: str | None = None) -> LoadedModel:
     ExplainableModelError
         If the URI points to a model that this library did not save.
     """
-    pyfunc_model = mlflow.pyfunc.load_model(model_uri, dst_path=dst_path)
+    with _LOAD_LOCK:
+        pyfunc_model = mlflow.pyfunc.load_model(model_uri, dst_path=dst_path)
     if FLAVOR_NAME not in pyfunc_model.metadata.flavors:
         raise ExplainableModelError(
             f"The model at {model_uri!r} has no {FLAVOR_NAME!r} flavor; load it with mlflow.pyfunc.load_model."

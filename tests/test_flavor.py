@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -176,6 +177,17 @@ def test_invalid_argument_logs_nothing(credit_model, credit_xy, arguments, messa
 def test_unfitted_estimator_rejected(tmp_path, credit_xy):
     with pytest.raises(em.UnsupportedEstimatorError, match="not fitted"):
         em.save_model(GradientBoostingClassifier(), tmp_path / "model", background_data=credit_xy[0])
+
+
+def test_concurrent_loads_succeed(saved, credit_xy):
+    rows = credit_xy[0].iloc[:5]
+    expected = em.load_model(str(saved)).predict(rows)
+
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda _: em.load_model(str(saved)), range(8)))
+
+    for model in loaded:
+        pd.testing.assert_frame_equal(model.predict(rows), expected)
 
 
 def test_unknown_param_rejected_by_load_model(saved, credit_xy):
