@@ -162,7 +162,7 @@ def known_rows(path: Path) -> int | None:
 
 def _csv_batches(path: Path, features: list[FeatureSpec]) -> Iterator[pa.RecordBatch]:
     # Feature columns are read as text so that one bad value cannot stop the reader; they are
-    # cast per chunk by _typed_chunk. Other columns (keys) keep pyarrow's inferred types.
+    # cast per chunk by typed_chunk. Other columns (keys) keep pyarrow's inferred types.
     convert = pacsv.ConvertOptions(
         column_types={spec.name: pa.string() for spec in features},
         strings_can_be_null=True,
@@ -229,7 +229,7 @@ def _cast_text(column: pa.ChunkedArray, spec: FeatureSpec) -> pa.ChunkedArray | 
     return None
 
 
-def _typed_chunk(table: pa.Table, features: list[FeatureSpec]) -> pd.DataFrame:
+def typed_chunk(table: pa.Table, features: list[FeatureSpec]) -> pd.DataFrame:
     """Convert a chunk to pandas, casting numeric and boolean features read as CSV text."""
     for spec in features:
         if spec.kind not in (NUMERIC, BOOLEAN) or spec.name not in table.column_names:
@@ -694,7 +694,7 @@ def score_files(
                 missing = [spec.name for spec in features if spec.name not in table.column_names]
                 if missing:
                     raise BatchInputError(str(path), None, None, f"the model's feature columns {missing} are missing.")
-                frame = _typed_chunk(table, features)
+                frame = typed_chunk(table, features)
                 if executor is None:
                     commit(
                         state, index, str(path), start, score_chunk(frame, params, str(path), start, keep_going, model)

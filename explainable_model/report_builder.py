@@ -29,6 +29,7 @@ from explainable_model._version import __version__
 from explainable_model.engine import ExplanationEngine
 from explainable_model.estimators import MULTICLASS, REGRESSION, final_estimator
 from explainable_model.exceptions import InvalidInputError, InvalidParameterError
+from explainable_model.features import FeatureSpec
 from explainable_model.params import ALL_CLASSES, PREDICTED_CLASS
 from explainable_model.report_html import (
     ImportanceRow,
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 IMPORTANCE_CSV = "importance.csv"
 IMPORTANCE_JSON = "importance.json"
+# Rows read at a time when the report samples a data file.
+_READ_CHUNK_ROWS = 65_536
 BAR_PLOT = "shap_bar.png"
 BEESWARM_PLOT = "shap_beeswarm.png"
 
@@ -202,44 +205,93 @@ def report(
     options.check()
     loaded = model if isinstance(model, LoadedModel) else load_model(str(model))
     source = str(model) if not isinstance(model, LoadedModel) else "loaded model"
-    frame = read_rows(data, [spec.name for spec in loaded.engine.features])
+    frame = read_rows(data, loaded.engine.features, options.max_rows, options.seed)
     return build_report(loaded.engine, frame, output_dir, options, source)
 
 
-def read_rows(data: pd.DataFrame | str | Path, feature_names: list[str]) -> pd.DataFrame:
+def read_rows(
+    data: pd.DataFrame | str | Path, features: list[FeatureSpec], max_rows: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """Return the feature columns of ``data``, read from a CSV or Parquet file when it is a path.
+
+    A file is read in chunks of :data:`_READ_CHUNK_ROWS` rows, and with ``max_rows`` only the
+    rows of :func:`sample_positions` are sample, so memory does not grow with the file.
 
     Raises
     ------
     InvalidInputError
-        If the file is missing or of another type, a feature column is missing, or there are no rows.
+        If the file is missing, of another type or unreadable, a feature column is missing, or
+        there are no rows.
     """
     if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise InvalidInputError(f"Data file {str(path)!r} does not exist; pass a .csv or .parquet file.")
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise InvalidInputError(f"Data file {str(path)!r} is neither .csv nor .parquet; convert it.")
-    elif isinstance(data, pd.DataFrame):
-        frame = data
-    else:
+        return _read_file(Path(data), features, max_rows, seed)
+    feature_names = [spec.name for spec in features]
+    if not isinstance(data, pd.DataFrame):
         raise InvalidInputError(f"data must be a pandas DataFrame or a file path, got {type(data).__name__}.")
-
-    frame = frame.rename(columns=str)
-    missing = [name for name in feature_names if name not in frame.columns]
-    if missing:
-        raise InvalidInputError(f"data lacks the feature columns {missing}; the model needs {feature_names}.")
-    ignored = [name for name in frame.columns if name not in feature_names]
-    if ignored:
-        logger.info("Ignoring columns that are not model features: %s", ignored)
+    frame = data.rename(columns=str)
+    _check_feature_columns(list(frame.columns), feature_names)
     if frame.empty:
         raise InvalidInputError("data has no rows; the report needs at least one row to explain.")
     return frame[feature_names].reset_index(drop=True)
+
+
+def sample_positions(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """Return the sorted positions of ``max_rows`` of ``n_rows`` rows, drawn uniformly without replacement.
+
+    Each row gets a uniform random key from a generator seeded with ``seed``, in row order,
+    and the rows with the smallest keys are sample. A file read in chunks draws the same keys,
+    so it keeps the same rows as the whole frame would.
+    """
+    keys = np.random.default_rng(seed).random(n_rows)
+    if n_rows <= max_rows:
+        return np.arange(n_rows)
+    return np.sort(np.argpartition(keys, max_rows - 1)[:max_rows])
+
+
+def _check_feature_columns(columns: list[str], feature_names: list[str]) -> None:
+    missing = [name for name in feature_names if name not in columns]
+    if missing:
+        raise InvalidInputError(f"data lacks the feature columns {missing}; the model needs {feature_names}.")
+    ignored = [name for name in columns if name not in feature_names]
+    if ignored:
+        logger.info("Ignoring columns that are not model features: %s", ignored)
+
+
+def _read_file(path: Path, features: list[FeatureSpec], max_rows: int | None, seed: int) -> pd.DataFrame:
+    """Read the rows of ``read_rows`` from a file, chunk by chunk, keeping those with the smallest keys."""
+    from explainable_model.batch import INPUT_SUFFIXES, BatchInputError, iter_chunks, typed_chunk
+
+    feature_names = [spec.name for spec in features]
+    if not path.is_file():
+        raise InvalidInputError(f"Data file {str(path)!r} does not exist; pass a .csv or .parquet file.")
+    if path.suffix.lower() not in INPUT_SUFFIXES:
+        raise InvalidInputError(f"Data file {str(path)!r} is neither .csv nor .parquet; convert it.")
+    rng = np.random.default_rng(seed)
+    sample: pd.DataFrame | None = None
+    sample_keys = np.empty(0)
+    total = 0
+    try:
+        for table in iter_chunks(path, _READ_CHUNK_ROWS, features):
+            if sample is None:
+                _check_feature_columns(table.column_names, feature_names)
+            frame = typed_chunk(table.select(feature_names), features)
+            frame.index = pd.RangeIndex(total, total + len(frame))
+            keys = rng.random(len(frame))
+            total += len(frame)
+            if sample is not None:
+                frame = pd.concat([sample, frame])
+                keys = np.concatenate([sample_keys, keys])
+            if max_rows is not None and len(frame) > max_rows:
+                best = np.argpartition(keys, max_rows - 1)[:max_rows]
+                frame, keys = frame.iloc[best], keys[best]
+            sample, sample_keys = frame, keys
+    except BatchInputError as error:
+        raise InvalidInputError(f"Data file {str(path)!r} could not be read: {error.reason}") from error
+    if sample is None or total == 0:
+        raise InvalidInputError("data has no rows; the report needs at least one row to explain.")
+    if max_rows is not None and total > max_rows:
+        logger.info("Read a sample of %d of %d rows of %s (max_rows).", len(sample), total, path)
+    return sample.sort_index().reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -400,8 +452,7 @@ def build_report(
 
     frame = data
     if len(data) > options.max_rows:
-        picked = np.sort(np.random.default_rng(options.seed).choice(len(data), options.max_rows, replace=False))
-        frame = data.iloc[picked].reset_index(drop=True)
+        frame = data.iloc[sample_positions(len(data), options.max_rows, options.seed)].reset_index(drop=True)
         logger.info("Explaining a sample of %d of %d rows (max_rows).", options.max_rows, len(data))
     params = {"explainers": "shap", "explained_class": options.explained_class, "seed": options.seed}
     scored = engine.predict(frame, params)

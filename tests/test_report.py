@@ -24,6 +24,7 @@ from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier  # noqa: E402
 
 import explainable_model as em  # noqa: E402
+from explainable_model import report_builder  # noqa: E402
 from explainable_model.cli import main  # noqa: E402
 from explainable_model.exceptions import InvalidInputError, InvalidParameterError  # noqa: E402
 from explainable_model.output import parse_column  # noqa: E402
@@ -178,6 +179,38 @@ def test_report_samples_large_data(tmp_path, loaded, rows):
     assert document["rows"] == 50
     assert [path.name for path in built.force_pages] == ["force_row_0.html"]
     assert built.lime_pages == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_file_sample_equals_frame_sample(tmp_path, loaded, rows, monkeypatch, suffix):
+    # Chunks of 7 rows make the file sample cross many chunk boundaries.
+    monkeypatch.setattr(report_builder, "_READ_CHUNK_ROWS", 7)
+    path = tmp_path / f"rows{suffix}"
+    if suffix == ".csv":
+        rows.to_csv(path, index=False)
+    else:
+        rows.to_parquet(path, index=False)
+
+    from_file = report_builder.read_rows(path, loaded.engine.features, max_rows=40, seed=3)
+    expected = rows.iloc[report_builder.sample_positions(len(rows), 40, seed=3)].reset_index(drop=True)
+
+    assert len(from_file) == 40
+    pd.testing.assert_frame_equal(from_file, expected, check_dtype=False)
+    np.testing.assert_allclose(loaded.predict(from_file)["shap:Income"], loaded.predict(expected)["shap:Income"])
+
+
+def test_file_without_rows_rejected(tmp_path, loaded, rows):
+    rows.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+
+    with pytest.raises(InvalidInputError, match="data has no rows"):
+        report_builder.read_rows(tmp_path / "empty.csv", loaded.engine.features, max_rows=10)
+
+
+def test_file_missing_feature_rejected(tmp_path, loaded, rows):
+    rows.drop(columns="Income").to_parquet(tmp_path / "no_income.parquet", index=False)
+
+    with pytest.raises(InvalidInputError, match=r"lacks the feature columns \['Income'\]"):
+        report_builder.read_rows(tmp_path / "no_income.parquet", loaded.engine.features)
 
 
 def test_multiclass_report_names_class(tmp_path, iris_model):
