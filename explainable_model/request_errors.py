@@ -105,6 +105,20 @@ def json_error_detail(body: bytes) -> str:
     return "it could not be parsed"
 
 
+def _input_fields_found(body: bytes) -> str:
+    """Return which input fields a JSON object body has, as a sentence, or "" for another body."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(payload, dict):
+        return "The body is not a JSON object. "
+    found = [name for name in INPUT_FORMATS if name in payload]
+    if not found:
+        return "The request has none of the input fields. "
+    return f"The request has {len(found)} input fields ({', '.join(found)}). "
+
+
 def clean_message(
     status: int, message: str, column_types: dict[str, str], body: bytes, timeout_s: float | None
 ) -> str:
@@ -149,7 +163,7 @@ def clean_message(
         )
     for prefix, replacement in _KNOWN_MESSAGES:
         if text.startswith(prefix):
-            return replacement
+            return _input_fields_found(body) + replacement if replacement == _FORMAT_HELP else replacement
     match = _CONVERSION.search(text)
     if match:
         column = match.group("column")

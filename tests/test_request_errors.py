@@ -24,3 +24,16 @@ def test_csv_failure_without_any_columns():
     message = clean_message(400, CSV_FAILURE, {"Age": "long", "Income": "double"}, b"", None)
 
     assert message.startswith("The CSV body could not be read as a table of the model's columns and types")
+
+
+FIELDS_FAILURE = "The input must be a JSON dictionary with exactly one of the input fields {'dataframe_split', ...}"
+
+
+def test_field_message_says_what_was_found():
+    none = clean_message(400, FIELDS_FAILURE, {}, b'{"data": [[1, 2]]}', None)
+    two = clean_message(400, FIELDS_FAILURE, {}, b'{"inputs": [], "dataframe_records": []}', None)
+    listed = clean_message(400, FIELDS_FAILURE, {}, b"[1, 2]", None)
+
+    assert none.startswith("The request has none of the input fields. The request must be a JSON object")
+    assert two.startswith("The request has 2 input fields (dataframe_records, inputs). ")
+    assert listed.startswith("The body is not a JSON object. ")
