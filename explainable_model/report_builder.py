@@ -205,17 +205,42 @@ def report(
     options.check()
     loaded = model if isinstance(model, LoadedModel) else load_model(str(model))
     source = str(model) if not isinstance(model, LoadedModel) else "loaded model"
-    frame = read_rows(data, loaded.engine.features, options.max_rows, options.seed)
-    return build_report(loaded.engine, frame, output_dir, options, source)
+    rows = read_rows(data, loaded.engine.features, options.max_rows, options.seed, options.sample_rows)
+    return build_report(loaded.engine, rows.sample, output_dir, options, source, rows.head, rows.total)
+
+
+@dataclass(frozen=True)
+class DataRows:
+    """The rows of a report's data that the report needs.
+
+    Attributes
+    ----------
+    sample : pandas.DataFrame
+        The rows for the table and plots: all rows of a DataFrame, at most ``max_rows`` rows
+        of a file.
+    head : pandas.DataFrame
+        The first rows of the data, which get force plots and LIME pages.
+    total : int
+        The number of rows in the data.
+    """
+
+    sample: pd.DataFrame
+    head: pd.DataFrame
+    total: int
 
 
 def read_rows(
-    data: pd.DataFrame | str | Path, features: list[FeatureSpec], max_rows: int | None = None, seed: int = 0
-) -> pd.DataFrame:
+    data: pd.DataFrame | str | Path,
+    features: list[FeatureSpec],
+    max_rows: int | None = None,
+    seed: int = 0,
+    head_rows: int = 0,
+) -> DataRows:
     """Return the feature columns of ``data``, read from a CSV or Parquet file when it is a path.
 
-    A file is read in chunks of :data:`_READ_CHUNK_ROWS` rows, and with ``max_rows`` only the
-    rows of :func:`sample_positions` are sample, so memory does not grow with the file.
+    A file is read in chunks of :data:`_READ_CHUNK_ROWS` rows. With ``max_rows``, only the rows
+    that :func:`sample_positions` picks and the first ``head_rows`` rows are kept, so memory
+    does not grow with the file.
 
     Raises
     ------
@@ -224,7 +249,7 @@ def read_rows(
         there are no rows.
     """
     if isinstance(data, (str, Path)):
-        return _read_file(Path(data), features, max_rows, seed)
+        return _read_file(Path(data), features, max_rows, seed, head_rows)
     feature_names = [spec.name for spec in features]
     if not isinstance(data, pd.DataFrame):
         raise InvalidInputError(f"data must be a pandas DataFrame or a file path, got {type(data).__name__}.")
@@ -232,14 +257,15 @@ def read_rows(
     _check_feature_columns(list(frame.columns), feature_names)
     if frame.empty:
         raise InvalidInputError("data has no rows; the report needs at least one row to explain.")
-    return frame[feature_names].reset_index(drop=True)
+    frame = frame[feature_names].reset_index(drop=True)
+    return DataRows(frame, frame.iloc[:head_rows], len(frame))
 
 
 def sample_positions(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
     """Return the sorted positions of ``max_rows`` of ``n_rows`` rows, drawn uniformly without replacement.
 
     Each row gets a uniform random key from a generator seeded with ``seed``, in row order,
-    and the rows with the smallest keys are sample. A file read in chunks draws the same keys,
+    and the rows with the smallest keys are kept. A file read in chunks draws the same keys,
     so it keeps the same rows as the whole frame would.
     """
     keys = np.random.default_rng(seed).random(n_rows)
@@ -257,7 +283,9 @@ def _check_feature_columns(columns: list[str], feature_names: list[str]) -> None
         logger.info("Ignoring columns that are not model features: %s", ignored)
 
 
-def _read_file(path: Path, features: list[FeatureSpec], max_rows: int | None, seed: int) -> pd.DataFrame:
+def _read_file(
+    path: Path, features: list[FeatureSpec], max_rows: int | None, seed: int, head_rows: int
+) -> DataRows:
     """Read the rows of ``read_rows`` from a file, chunk by chunk, keeping those with the smallest keys."""
     from explainable_model.batch import INPUT_SUFFIXES, BatchInputError, iter_chunks, typed_chunk
 
@@ -269,6 +297,7 @@ def _read_file(path: Path, features: list[FeatureSpec], max_rows: int | None, se
     rng = np.random.default_rng(seed)
     sample: pd.DataFrame | None = None
     sample_keys = np.empty(0)
+    head: list[pd.DataFrame] = []
     total = 0
     try:
         for table in iter_chunks(path, _READ_CHUNK_ROWS, features):
@@ -276,6 +305,8 @@ def _read_file(path: Path, features: list[FeatureSpec], max_rows: int | None, se
                 _check_feature_columns(table.column_names, feature_names)
             frame = typed_chunk(table.select(feature_names), features)
             frame.index = pd.RangeIndex(total, total + len(frame))
+            if total < head_rows:
+                head.append(frame.iloc[: head_rows - total])
             keys = rng.random(len(frame))
             total += len(frame)
             if sample is not None:
@@ -291,7 +322,8 @@ def _read_file(path: Path, features: list[FeatureSpec], max_rows: int | None, se
         raise InvalidInputError("data has no rows; the report needs at least one row to explain.")
     if max_rows is not None and total > max_rows:
         logger.info("Read a sample of %d of %d rows of %s (max_rows).", len(sample), total, path)
-    return sample.sort_index().reset_index(drop=True)
+    first = pd.concat(head).reset_index(drop=True) if head else sample.iloc[:0]
+    return DataRows(sample.sort_index().reset_index(drop=True), first, total)
 
 
 @dataclass(frozen=True)
@@ -440,11 +472,19 @@ def _describe_estimator(engine: ExplanationEngine) -> str:
 
 
 def build_report(
-    engine: ExplanationEngine, data: pd.DataFrame, output_dir: str | Path, options: ReportOptions, source: str
+    engine: ExplanationEngine,
+    data: pd.DataFrame,
+    output_dir: str | Path,
+    options: ReportOptions,
+    source: str,
+    head: pd.DataFrame | None = None,
+    total_rows: int | None = None,
 ) -> ReportFiles:
     """Write the report for ``engine`` on ``data`` into ``output_dir``; :func:`report` documents the files.
 
-    ``data`` contains exactly the model's feature columns.
+    ``data`` contains exactly the model's feature columns. When ``data`` is already a sample of
+    larger data, ``head`` contains the first rows of that data, for the force plots and LIME pages,
+    and ``total_rows`` its number of rows.
     """
     options.check()
     directory = Path(output_dir)
@@ -476,7 +516,8 @@ def build_report(
         beeswarm_png(explanation, f"SHAP value ({axis})", beeswarm_title, options.max_display, options.seed)
     )
 
-    samples, force_paths, lime_paths = _samples(engine, data, options, units, directory)
+    first_rows = data if head is None else head
+    samples, force_paths, lime_paths = _samples(engine, first_rows, options, units, directory)
 
     summary = [
         ("Model", source),
@@ -485,7 +526,7 @@ def build_report(
         ("SHAP method", f"{engine.explainer.method} ({'exact' if engine.explainer.exact else 'sampled'})"),
         ("Attribution units", f"{units}: {axis}"),
         ("Explained class", explained.text),
-        ("Rows explained", f"{len(frame)} of {len(data)}"),
+        ("Rows explained", f"{len(frame)} of {len(data) if total_rows is None else total_rows}"),
         ("Software", f"explainable_model {__version__}, shap {importlib_metadata.version('shap')}"),
     ]
     report_path = directory / REPORT_FILE

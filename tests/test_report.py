@@ -191,12 +191,33 @@ def test_file_sample_equals_frame_sample(tmp_path, loaded, rows, monkeypatch, su
     else:
         rows.to_parquet(path, index=False)
 
-    from_file = report_builder.read_rows(path, loaded.engine.features, max_rows=40, seed=3)
+    from_file = report_builder.read_rows(path, loaded.engine.features, max_rows=40, seed=3, head_rows=10)
     expected = rows.iloc[report_builder.sample_positions(len(rows), 40, seed=3)].reset_index(drop=True)
 
-    assert len(from_file) == 40
-    pd.testing.assert_frame_equal(from_file, expected, check_dtype=False)
-    np.testing.assert_allclose(loaded.predict(from_file)["shap:Income"], loaded.predict(expected)["shap:Income"])
+    assert len(from_file.sample) == 40
+    assert from_file.total == len(rows)
+    pd.testing.assert_frame_equal(from_file.sample, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(from_file.head, rows.iloc[:10], check_dtype=False)
+    np.testing.assert_allclose(
+        loaded.predict(from_file.sample)["shap:Income"], loaded.predict(expected)["shap:Income"]
+    )
+
+
+def _force_texts(built: em.ReportFiles) -> list[str]:
+    # shap gives each force plot a random element id.
+    return [re.sub(r"i[A-Z0-9]{20}", "ID", path.read_text()) for path in built.force_pages]
+
+
+def test_file_report_equals_frame_report(tmp_path, loaded, rows):
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    options = {"max_rows": 50, "sample_rows": 2, "lime": False, "title": "same"}
+
+    from_frame = em.report(loaded, rows, tmp_path / "frame", **options)
+    from_file = em.report(loaded, tmp_path / "rows.parquet", tmp_path / "file", **options)
+
+    assert from_file.importance_csv.read_text() == from_frame.importance_csv.read_text()
+    assert _force_texts(from_file) == _force_texts(from_frame)
+    assert "<td>50 of 300</td>" in from_file.report.read_text()
 
 
 def test_file_without_rows_rejected(tmp_path, loaded, rows):
