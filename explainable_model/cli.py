@@ -312,7 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # get one line; --verbose adds the traceback.
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {error.message}", file=sys.stderr)
+        hint = ""
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            import mlflow
+
+            # A relative sqlite:///mlflow.db store depends on the working directory.
+            hint = f" (tracking URI {mlflow.get_tracking_uri()}, registry URI {mlflow.get_registry_uri()})"
+        print(f"error: {error.message}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)

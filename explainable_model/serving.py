@@ -303,7 +303,11 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 def _original_error(body: bytes, status: int) -> tuple[str, str]:
     """Return the error code and message of an error response that MLflow or FastAPI wrote."""
-    default_code = "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST"
+    default_code = "BAD_REQUEST"
+    if status >= 500:
+        default_code = "INTERNAL_ERROR"
+    elif status == 404:
+        default_code = "ENDPOINT_NOT_FOUND"
     try:
         parsed = json.loads(body)
     except ValueError:

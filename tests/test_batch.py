@@ -203,6 +203,7 @@ def test_unknown_model_version_is_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "credit" in done.stderr
+    assert f"(tracking URI {store['MLFLOW_TRACKING_URI']}" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -167,6 +167,7 @@ def test_unknown_route_is_404_json(server):
     response = requests.get(f"{server.url}/predict", timeout=REQUEST_TIMEOUT_S)
     assert response.status_code == 404
     assert "/invocations" in response.json()["message"]
+    assert response.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 
 
 def test_served_model_uses_skops(served_model):
