@@ -123,10 +123,10 @@ def request_name(name: str) -> str:
 
 def listed_names(names: list[str], limit: int = _MAX_LISTED) -> str:
     """Return up to ``limit`` quoted names separated by commas, and how many more there are."""
-    shown = ", ".join(repr(name) for name in names[:limit])
+    listed = ", ".join(repr(name) for name in names[:limit])
     if len(names) > limit:
-        shown += f" and {len(names) - limit} more"
-    return shown
+        listed += f" and {len(names) - limit} more"
+    return listed
 
 
 def check_columns(frame: pd.DataFrame, features: list[FeatureSpec]) -> None:

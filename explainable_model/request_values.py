@@ -2,8 +2,8 @@
 
 MLflow's scoring server (mlflow 3.17) reads a JSON request into a DataFrame with the
 signature's types before the model receives it. That reading truncates a number with a fraction
-in a ``long`` column (33.75 becomes 33) and turns a JSON object or list in a ``string`` column
-into its text, so the model would score a value that the client did not send.
+in a ``long`` column (33.75 becomes 33). It turns a JSON object or list in a ``string`` column
+into its text. Either way, the model would score a value that the client did not send.
 :func:`check_json_values` reads the request body itself and rejects such values, with the
 message that the model's ``predict`` gives for the same value in a DataFrame.
 

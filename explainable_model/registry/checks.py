@@ -212,7 +212,14 @@ def check_schema(context: CheckContext) -> CheckResult:
     """Compare the candidate's input schema with the holder's."""
     if context.holder_uri is None:
         return _result(
-            context, "schema", status=PASSED, figure=0, threshold=0, comparison="<=", unit="incompatible columns", message=NO_HOLDER
+            context,
+            "schema",
+            status=PASSED,
+            figure=0,
+            threshold=0,
+            comparison="<=",
+            unit="incompatible columns",
+            message=NO_HOLDER,
         )
     candidate = context.candidate.metadata.get_input_schema() if context.candidate else None
     holder = mlflow.models.get_model_info(context.holder_uri).signature

@@ -7,8 +7,8 @@ is atomic in MLflow's SQL stores, whose name column is a primary key, and so thr
 model named ``<name>.promotion-lock.<alias>`` therefore serves as the lock. It is held only
 while the holder is re-read, the report stored and the alias moved, and deleted afterwards.
 
-A create that loses the race can also fail with ``RESOURCE_DOES_NOT_EXIST``: the SQL store
-answers a duplicate name by reading the existing model, which the holder may have deleted in
+A create that loses the race can also fail with ``RESOURCE_DOES_NOT_EXIST``. Before it reports
+a duplicate name, the SQL store reads the existing model, which the holder may have deleted in
 between. That failure means the lock was just released, so the create is tried again.
 """
 
