@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,12 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine_line(packages: list[str], detail: str = "") -> str:
+    """Return the "Machine:" line of a benchmark: cores, CPU model, ``detail``, Python and package versions."""
+    versions = ", ".join(f"{name} {importlib_metadata.version(name)}" for name in packages)
+    return f"Machine: {os.cpu_count()} cores, {cpu_model()}{detail}; Python {platform.python_version()}; {versions}."
 
 
 def code_version() -> str:

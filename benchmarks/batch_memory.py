@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import machine_line
 
 FEATURES = 30
 
@@ -111,16 +111,6 @@ def _peak_by_quarter(result: dict) -> str:
     return " / ".join(f"{peak:,.0f}" for peak in peaks)
 
 
-def _machine() -> str:
-    import importlib.metadata as md
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    versions = ", ".join(
-        f"{name} {md.version(name)}" for name in ("numpy", "pandas", "pyarrow", "xgboost", "shap", "mlflow")
-    )
-    return f"{os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; {versions}."
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
@@ -155,7 +145,7 @@ def main() -> None:
         f"--chunk-size {args.chunk_size} --trees {args.trees} --depth {args.depth}`"
     )
     print(f"\nModel: XGBClassifier, {args.trees} trees, max_depth {args.depth}, exact SHAP (pred_contribs).")
-    print(f"\nMachine: {_machine()}")
+    print("\n" + machine_line(["numpy", "pandas", "pyarrow", "xgboost", "shap", "mlflow"]))
 
 
 if __name__ == "__main__":

@@ -33,14 +33,11 @@ shared 2-core machine it varied by about a third between runs, more than the bes
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +52,7 @@ from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import cpu_model, write_section  # noqa: E402
+from _common import machine_line, write_section  # noqa: E402
 
 from explainable_model.explainers.lime import LimeExplainer  # noqa: E402
 from explainable_model.features import describe_features  # noqa: E402
@@ -252,12 +249,11 @@ def render(results: list[tuple[Workload, Timing, Timing]], args: argparse.Namesp
             f"{engine.model_rows_per_second / lime.rows_per_second:.1f}x |"
         )
     lines += ["", *summary(results, args.target)]
-    versions = ", ".join(f"{name} {importlib_metadata.version(name)}" for name in PACKAGES)
     lines += [
         "",
         f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/lime_speed.py', *sys.argv[1:]])}`",
         "",
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; {versions}.",
+        machine_line(PACKAGES),
         "",
     ]
     if any(lime.rows < engine.rows for _, engine, lime in results):

@@ -11,12 +11,10 @@ Run: .venv/bin/python benchmarks/report_time.py
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -25,6 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
+from _common import machine_line  # noqa: E402
 from credit_scoring import DATA, build_pipeline  # noqa: E402
 
 import explainable_model as em  # noqa: E402
@@ -32,13 +31,6 @@ from explainable_model.preparation import SaveOptions, prepare  # noqa: E402
 from explainable_model.report_builder import ReportOptions, build_report  # noqa: E402
 
 REPEATS = 5
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -76,9 +68,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|")
     print(f"| {without:.2f} | {with_report:.2f} | {with_report - without:.2f} | {statistics.median(alone):.2f} |")
     print()
-    print(f"Runs: {REPEATS} of each, alternating. Machine: {os.cpu_count()} cores, {cpu_name()}; "
-          f"Python {platform.python_version()}; mlflow {metadata.version('mlflow')}, shap {metadata.version('shap')}, "
-          f"matplotlib {metadata.version('matplotlib')}, scikit-learn {metadata.version('scikit-learn')}.")
+    print(f"Runs: {REPEATS} of each, alternating. " + machine_line(["mlflow", "shap", "matplotlib", "scikit-learn"]))
 
 
 if __name__ == "__main__":

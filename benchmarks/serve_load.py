@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import platform
 import shlex
 import signal
 import socket
@@ -33,7 +32,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "serving"))
 
-from _common import code_version, cpu_model, write_section  # noqa: E402
+from _common import code_version, machine_line, write_section  # noqa: E402
 from load_test import Summary, build_bodies, run_load  # noqa: E402
 
 import explainable_model  # noqa: E402
@@ -167,10 +165,7 @@ def render(results: list[dict], args: argparse.Namespace, minutes: float) -> str
         f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/serve_load.py', *sys.argv[1:]])}` "
         f"({minutes:.1f} minutes).",
         "",
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}, shared with other work; Python "
-        f"{platform.python_version()}; "
-        + ", ".join(f"{name} {importlib_metadata.version(name)}" for name in PACKAGES)
-        + ".",
+        machine_line(PACKAGES, ", shared with other work"),
         "",
         f"Code: {code_version()}.",
         "",

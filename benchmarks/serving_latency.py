@@ -44,7 +44,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import shlex
 import signal
@@ -57,7 +56,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +71,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import OtherLoad, code_version, cpu_model, load_average, write_section  # noqa: E402
+from _common import OtherLoad, code_version, load_average, machine_line, write_section  # noqa: E402
 
 import explainable_model  # noqa: E402
 
@@ -437,10 +435,10 @@ def render(
         f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/serving_latency.py', *sys.argv[1:]])}` "
         f"({run_seconds / 60:.1f} minutes).",
         "",
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}, shared with other work (1-minute load average "
-        f"{loads[0]} at the start, {loads[1]} at the end); Python {platform.python_version()}; "
-        + ", ".join(f"{name} {importlib_metadata.version(name)}" for name in PACKAGES)
-        + ".",
+        machine_line(
+            PACKAGES,
+            f", shared with other work (1-minute load average {loads[0]} at the start, {loads[1]} at the end)",
+        ),
         "",
         f"Code: {code_version()}.",
         "",

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -51,7 +50,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +64,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _common import OtherLoad, code_version, cpu_model, load_average, write_section  # noqa: E402
+from _common import OtherLoad, code_version, load_average, machine_line, write_section  # noqa: E402
 
 import explainable_model  # noqa: E402
 from explainable_model.explainers.parallel import N_JOBS_VARIABLE, resolve_n_jobs  # noqa: E402
@@ -401,10 +399,10 @@ def render(results: list[Result], args: argparse.Namespace, run_seconds: float, 
         f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/tree_speed.py', *sys.argv[1:]])}` "
         f"({run_seconds / 60:.1f} minutes).",
         "",
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}, shared with other work (1-minute load average "
-        f"{loads[0]} at the start, {loads[1]} at the end); Python {platform.python_version()}; "
-        + ", ".join(f"{name} {importlib_metadata.version(name)}" for name in PACKAGES)
-        + ".",
+        machine_line(
+            PACKAGES,
+            f", shared with other work (1-minute load average {loads[0]} at the start, {loads[1]} at the end)",
+        ),
         "",
         f"Code: {code_version()}.",
         "",
