@@ -152,6 +152,11 @@ def check_columns(frame: pd.DataFrame, features: list[FeatureSpec]) -> None:
         )
 
 
+def fraction_error(name: str, row: Any) -> InvalidInputError:
+    """Return the error for a number with a fraction in the int64 column ``name`` at ``row``."""
+    return InvalidInputError(f"Column {name!r} expects whole numbers (int64), but row {row} has a fraction.")
+
+
 def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
     if ptypes.is_bool_dtype(series.dtype):
         series = series.astype("float64")
@@ -174,9 +179,7 @@ def _coerce_numeric(series: pd.Series, spec: FeatureSpec) -> pd.Series:
     if spec.dtype == "int64" and not values.isna().any():
         if not np.all(np.mod(values.to_numpy(), 1) == 0):
             row = int(np.flatnonzero(np.mod(values.to_numpy(), 1) != 0)[0])
-            raise InvalidInputError(
-                f"Column {spec.name!r} expects whole numbers (int64), but row {row} has a fraction."
-            )
+            raise fraction_error(spec.name, row)
         if ptypes.is_signed_integer_dtype(series.dtype):
             return series.astype("int64")
         # A whole number beyond the int64 range would wrap around when cast, so it stays float64,

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from explainable_model.exceptions import InvalidInputError
-from explainable_model.features import CATEGORICAL, NUMERIC, FeatureSpec
+from explainable_model.features import CATEGORICAL, NUMERIC, FeatureSpec, fraction_error
 from explainable_model.request_errors import INPUT_FORMATS
 
 Cell = tuple[int, str, Any]
@@ -53,7 +53,7 @@ def check_json_values(body: bytes, features: list[FeatureSpec]) -> None:
     text = {spec.name: spec.dtype for spec in features if spec.kind == CATEGORICAL}
     for row, name, value in _cells(payload):
         if name in whole_numbers and _has_fraction(value):
-            raise InvalidInputError(f"Column {name!r} expects whole numbers (int64), but row {row} has a fraction.")
+            raise fraction_error(name, row)
         if name in text and isinstance(value, dict | list):
             kind = "object" if isinstance(value, dict) else "list"
             raise InvalidInputError(
